@@ -1,0 +1,315 @@
+/* attn.h — the public API of libattn: exact attention on OpenCL and Vulkan devices,
+ * JIT-specialised per device and problem. C11, usable from C++. One include. */
+#ifndef ATTN_ATTN_H
+#define ATTN_ATTN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <attn/attn_version.h>
+
+#if defined(ATTN_STATIC)
+#define ATTN_API
+#elif defined(_WIN32)
+#ifdef ATTN_BUILDING
+#define ATTN_API __declspec(dllexport)
+#else
+#define ATTN_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define ATTN_API __attribute__((visibility("default")))
+#else
+#define ATTN_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes ------------------------------------------------------------------
+ * One table generates the enum, attn_status_name() and attn_status_string().
+ * Values never change once released; new codes are appended. */
+#define ATTN_STATUS_MAP(X)                                                                     \
+    X(OK, 0, "success")                                                                        \
+    X(ERROR_NULL_POINTER, -1, "a required pointer argument is NULL")                           \
+    X(ERROR_STRUCT_SIZE, -2, "struct_size of a params struct is wrong (too small or unset)")   \
+    X(ERROR_INVALID_ARGUMENT, -3, "an argument has a value outside its allowed range")         \
+    X(ERROR_INVALID_SHAPE, -4, "a size is zero, negative or inconsistent")                     \
+    X(ERROR_HEADS_MISMATCH, -5, "num_heads is not a multiple of num_kv_heads")                 \
+    X(ERROR_HEAD_DIM_UNSUPPORTED, -6, "head_dim or v_head_dim is larger than any kernel supports") \
+    X(ERROR_OVERFLOW, -7, "a size or byte count overflows 64 bits")                            \
+    X(ERROR_DTYPE_MISMATCH, -8, "a tensor's dtype does not match the description")             \
+    X(ERROR_SHAPE_MISMATCH, -9, "a tensor's shape does not match the plan")                    \
+    X(ERROR_INVALID_STRIDE, -10, "a stride is negative, or a tensor does not fit its storage") \
+    X(ERROR_ALIASING, -11, "an output overlaps an input or overlaps itself")                   \
+    X(ERROR_NO_DEVICE, -12, "no device with that backend and index")                           \
+    X(ERROR_UNSUPPORTED, -13, "not supported by this build or this device")                    \
+    X(ERROR_OUT_OF_HOST_MEMORY, -14, "out of host memory")                                     \
+    X(ERROR_OUT_OF_DEVICE_MEMORY, -15, "out of device memory")                                 \
+    X(ERROR_OVER_BUDGET, -16, "the device-memory budget is too small for this problem")        \
+    X(ERROR_JIT_FAILED, -17, "kernel compilation failed; the build log is in the detail message") \
+    X(ERROR_BACKEND, -18, "the device API reported an error; see the detail message")          \
+    X(ERROR_WRONG_CONTEXT, -19, "an object belongs to another context")                        \
+    X(ERROR_CANCELLED, -20, "cancelled by the caller")                                         \
+    X(ERROR_OUT_OF_RANGE, -21, "an offset or size lies outside the buffer")
+
+typedef enum attn_status {
+#define ATTN__STATUS_ENUM(name, value, msg) ATTN_##name = value,
+    ATTN_STATUS_MAP(ATTN__STATUS_ENUM)
+#undef ATTN__STATUS_ENUM
+} attn_status;
+
+/* "ATTN_ERROR_NULL_POINTER"-style name; "ATTN_UNKNOWN_STATUS" for values not in the map. */
+ATTN_API const char *attn_status_name(attn_status s);
+/* One-line English description. Never NULL. */
+ATTN_API const char *attn_status_string(attn_status s);
+
+/* Runtime version: major*10000 + minor*100 + patch, and "major.minor.patch". */
+ATTN_API uint32_t attn_version_number(void);
+ATTN_API const char *attn_version_string(void);
+
+/* Detail of the most recent failure on the calling thread (any function), e.g. the
+ * device's build log after ATTN_ERROR_JIT_FAILED. Never NULL; "" when none. The string
+ * stays valid until the next failing call on this thread. */
+ATTN_API const char *attn_last_detail(void);
+
+/* ---- devices --------------------------------------------------------------------------*/
+typedef enum attn_backend {
+    ATTN_BACKEND_AUTO = 0,      /* context: pick the best device; enumeration: all backends */
+    ATTN_BACKEND_REFERENCE = 1, /* exact double-precision attention on the host (the oracle) */
+    ATTN_BACKEND_OPENCL = 2,
+    ATTN_BACKEND_VULKAN = 3
+} attn_backend;
+
+typedef enum attn_device_type {
+    ATTN_DEVICE_OTHER = 0,
+    ATTN_DEVICE_CPU = 1,
+    ATTN_DEVICE_INTEGRATED_GPU = 2,
+    ATTN_DEVICE_DISCRETE_GPU = 3
+} attn_device_type;
+
+/* What the planner knows of a device. Plain data; thread-compatible. */
+typedef struct attn_device_info {
+    size_t struct_size;          /* set by the caller: sizeof(attn_device_info) */
+    attn_backend backend;
+    uint32_t index;              /* index within its backend */
+    attn_device_type type;
+    char name[256];
+    char vendor[128];
+    char driver_version[128];
+    char api_version[128];       /* e.g. "OpenCL 3.0 PoCL 3.1" */
+    char platform[128];
+    uint32_t vendor_id;
+    uint32_t compute_units;
+    uint64_t global_mem_bytes;
+    uint64_t max_alloc_bytes;    /* largest single buffer (OpenCL max allocation) */
+    uint64_t max_binding_bytes;  /* largest range one kernel argument may address */
+    uint64_t local_mem_bytes;
+    uint32_t max_work_group_size;
+    uint32_t subgroup_size;      /* 0 when unknown */
+    int fp16_compute;            /* arithmetic in half precision */
+    int fp16_storage;            /* f16 tensors can be read/written (attn always converts) */
+    int fp64;
+    int unified_memory;
+} attn_device_info;
+
+/* Number of devices of `backend` (ATTN_BACKEND_AUTO: of every backend built, the reference
+ * backend included). A backend that is built but finds no driver reports 0, not an error. */
+ATTN_API attn_status attn_device_count(attn_backend backend, uint32_t *count);
+/* Info of device `index` in the same order as attn_device_count. */
+ATTN_API attn_status attn_device_get_info(attn_backend backend, uint32_t index,
+                                          attn_device_info *info);
+
+/* ---- context ---------------------------------------------------------------------------*/
+/* A context owns one device, its compiled kernels and its buffers. A context may be used
+ * from several threads as long as each plan and buffer is used by one thread at a time. */
+typedef struct attn_context attn_context;
+
+typedef enum attn_log_level {
+    ATTN_LOG_ERROR = 0,
+    ATTN_LOG_WARN = 1,
+    ATTN_LOG_INFO = 2,
+    ATTN_LOG_DEBUG = 3
+} attn_log_level;
+
+typedef void (*attn_log_fn)(void *user, attn_log_level level, const char *message);
+
+typedef enum attn_kernel_family {
+    ATTN_FAMILY_AUTO = 0, /* by device class; ATTN_KERNEL_FAMILY=cpu|gpu overrides it */
+    ATTN_FAMILY_CPU = 1,  /* a work-item owns a register tile of query rows, vectors over keys */
+    ATTN_FAMILY_GPU = 2   /* work-group-cooperative K/V tiles in local memory */
+} attn_kernel_family;
+
+typedef struct attn_context_params {
+    size_t struct_size;              /* sizeof(attn_context_params) */
+    attn_backend backend;            /* AUTO: a GPU if any, else OpenCL, Vulkan, reference */
+    uint32_t device_index;           /* within the backend (ignored for AUTO) */
+    uint64_t memory_budget;          /* bytes of device memory to use at most; 0 = device's */
+    const char *cache_dir;           /* NULL: $ATTN_CACHE_DIR, $XDG_CACHE_HOME/attn, ~/.cache/attn */
+    attn_log_fn log_fn;              /* NULL: the library never prints */
+    void *log_user;
+    attn_log_level log_level;        /* messages at or below this level reach log_fn */
+    attn_kernel_family kernel_family;/* AUTO: planner's choice */
+} attn_context_params;
+
+#define ATTN_CONTEXT_PARAMS_INIT                                                              \
+    {                                                                                          \
+        sizeof(attn_context_params), ATTN_BACKEND_AUTO, 0, 0, NULL, NULL, NULL, ATTN_LOG_WARN, \
+            ATTN_FAMILY_AUTO                                                                   \
+    }
+
+/* params may be NULL (defaults). On failure *out is NULL and attn_last_detail() says why. */
+ATTN_API attn_status attn_context_create(const attn_context_params *params, attn_context **out);
+/* Accepts NULL. Destroys the plans and buffers still alive in the context. */
+ATTN_API void attn_context_destroy(attn_context *ctx);
+ATTN_API attn_status attn_context_device_info(const attn_context *ctx, attn_device_info *info);
+/* Detail of the most recent failure in this context ("" if none). Valid until the next
+ * call on the context. */
+ATTN_API const char *attn_context_detail(const attn_context *ctx);
+
+typedef struct attn_stats {
+    size_t struct_size;         /* sizeof(attn_stats) */
+    uint64_t device_bytes;      /* allocated now */
+    uint64_t peak_device_bytes; /* high-water mark since creation or reset */
+    uint64_t memory_budget;     /* the budget in force */
+    uint64_t bytes_uploaded;
+    uint64_t bytes_downloaded;
+    uint64_t kernels_compiled;
+    uint64_t compile_cache_hits;
+    uint64_t launches;
+    uint64_t plans_created;
+} attn_stats;
+
+ATTN_API attn_status attn_context_get_stats(const attn_context *ctx, attn_stats *stats);
+/* Zeroes the counters; the peak restarts at the bytes allocated now. */
+ATTN_API attn_status attn_context_reset_stats(attn_context *ctx);
+
+/* ---- buffers ----------------------------------------------------------------------------
+ * Device memory owned by the library. Counted against the context's budget. */
+typedef struct attn_buffer attn_buffer;
+
+ATTN_API attn_status attn_buffer_create(attn_context *ctx, uint64_t bytes, attn_buffer **out);
+ATTN_API attn_status attn_buffer_upload(attn_buffer *buf, uint64_t offset, const void *src,
+                                        uint64_t bytes);
+ATTN_API attn_status attn_buffer_download(attn_buffer *buf, uint64_t offset, void *dst,
+                                          uint64_t bytes);
+ATTN_API uint64_t attn_buffer_size(const attn_buffer *buf);
+/* Accepts NULL. */
+ATTN_API void attn_buffer_destroy(attn_buffer *buf);
+
+/* ---- tensors ----------------------------------------------------------------------------*/
+typedef enum attn_dtype {
+    ATTN_DTYPE_NONE = 0, /* tensor absent */
+    ATTN_DTYPE_F32 = 1,
+    ATTN_DTYPE_F16 = 2,  /* IEEE binary16 storage; arithmetic in f32 */
+    ATTN_DTYPE_U8 = 3    /* boolean masks: nonzero = attend */
+} attn_dtype;
+
+/* A 4-D strided view of host memory (data) or of a library buffer (buffer + offset).
+ * Q, O: [batch, q_len, heads, dim]; K, V: [batch, kv_len, kv_heads, dim];
+ * bias/mask: [batch or 1, heads or 1, q_len, kv_len]; lse: [batch, heads, q_len, 1].
+ * Strides are in elements; all four zero means the default dense row-major layout. */
+typedef struct attn_tensor {
+    attn_dtype dtype;
+    int64_t shape[4];
+    int64_t stride[4];
+    void *data;           /* host pointer, or NULL when buffer is set */
+    attn_buffer *buffer;  /* library buffer, or NULL */
+    uint64_t offset;      /* byte offset into buffer; a multiple of the element size */
+} attn_tensor;
+
+/* A dense host tensor (convenience). */
+static inline attn_tensor attn_tensor_host(attn_dtype dtype, int64_t d0, int64_t d1, int64_t d2,
+                                           int64_t d3, void *data)
+{
+    attn_tensor t;
+    t.dtype = dtype;
+    t.shape[0] = d0, t.shape[1] = d1, t.shape[2] = d2, t.shape[3] = d3;
+    t.stride[0] = t.stride[1] = t.stride[2] = t.stride[3] = 0;
+    t.data = data;
+    t.buffer = NULL;
+    t.offset = 0;
+    return t;
+}
+
+/* A dense tensor in a library buffer (convenience). */
+static inline attn_tensor attn_tensor_buffer(attn_dtype dtype, int64_t d0, int64_t d1, int64_t d2,
+                                             int64_t d3, attn_buffer *buffer, uint64_t offset)
+{
+    attn_tensor t = attn_tensor_host(dtype, d0, d1, d2, d3, NULL);
+    t.buffer = buffer;
+    t.offset = offset;
+    return t;
+}
+
+/* ---- attention description and plans -------------------------------------------------- */
+typedef enum attn_mask_kind {
+    ATTN_MASK_NONE = 0,
+    ATTN_MASK_ADDITIVE = 1, /* f32 bias tensor added to the scaled scores (-INFINITY masks) */
+    ATTN_MASK_BOOLEAN = 2   /* u8 tensor: nonzero = attend, zero = masked */
+} attn_mask_kind;
+
+/* O = softmax(scale · Q Kᵀ + bias) V per (batch, head); head h reads kv head
+ * h / (num_heads / num_kv_heads). A row whose keys are all masked gives zeros (lse -inf). */
+typedef struct attn_desc {
+    size_t struct_size;    /* sizeof(attn_desc) */
+    int64_t batch;
+    int64_t num_heads;
+    int64_t num_kv_heads;  /* 0 = num_heads; must divide num_heads (GQA, MQA) */
+    int64_t q_len;
+    int64_t kv_len;
+    int64_t head_dim;
+    int64_t v_head_dim;    /* 0 = head_dim */
+    attn_dtype dtype;      /* storage of Q, K, V, O: F32 or F16 */
+    float scale;           /* 0 = 1/sqrt(head_dim) */
+    int causal;            /* query i sees keys j <= i + (kv_length - q_len): bottom-right */
+    const int32_t *kv_lens;/* optional [batch] key lengths (padding), copied at plan creation;
+                              causal alignment uses each batch's length */
+    attn_mask_kind mask_kind;
+    int want_lse;          /* run writes log-sum-exp (natural log) of each row to args.lse */
+} attn_desc;
+
+#define ATTN_DESC_INIT                                                                        \
+    {                                                                                          \
+        sizeof(attn_desc), 1, 1, 0, 1, 1, 64, 0, ATTN_DTYPE_F32, 0.0f, 0, NULL, ATTN_MASK_NONE, 0 \
+    }
+
+/* A plan is bound to its context and used by one thread at a time. */
+typedef struct attn_plan attn_plan;
+
+typedef struct attn_run_args {
+    size_t struct_size;       /* sizeof(attn_run_args) */
+    attn_tensor q, k, v, o;
+    attn_tensor mask;         /* with mask_kind != NONE */
+    attn_tensor lse;          /* with want_lse: f32 [batch, heads, q_len, 1] */
+    const int32_t *kv_lens;   /* optional override of the plan's key lengths for this run */
+} attn_run_args;
+
+#define ATTN_RUN_ARGS_INIT {sizeof(attn_run_args)}
+
+typedef struct attn_plan_info {
+    size_t struct_size;       /* sizeof(attn_plan_info) */
+    attn_kernel_family family;
+    uint32_t block_m;         /* query rows per work-item (CPU) or per work-group (GPU) */
+    uint32_t block_n;         /* keys per inner tile */
+    uint32_t vec_width;       /* explicit vector width of the inner loops (1 = scalar) */
+    uint32_t work_group_size;
+    char kernel[64];          /* kernel source name */
+} attn_plan_info;
+
+/* Validates the description, chooses kernels and tiles, and JIT-compiles them (compiled
+ * kernels are shared by the plans of a context). */
+ATTN_API attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan **out);
+/* Runs the plan; returns when the output is written (host tensors) or complete on the device. */
+ATTN_API attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args);
+ATTN_API attn_status attn_plan_get_info(const attn_plan *plan, attn_plan_info *info);
+/* Accepts NULL. */
+ATTN_API void attn_plan_destroy(attn_plan *plan);
+
+/* The largest head_dim / v_head_dim any kernel supports. */
+#define ATTN_MAX_HEAD_DIM 256
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,97 @@
+/* backend.h — the one internal interface between the core and a device API (OpenCL,
+ * Vulkan, the host reference). A backend knows its API and nothing about attention. */
+#ifndef ATTN_BACKEND_H
+#define ATTN_BACKEND_H
+
+#include <attn/attn.h>
+
+/* Kernel source language a backend compiles; the core prepares source text for it. */
+typedef enum attn__lang {
+    ATTN__LANG_NONE = 0,     /* reference backend: runs on the host, compiles nothing */
+    ATTN__LANG_OPENCL_C = 1, /* OpenCL C 1.2 */
+    ATTN__LANG_GLSL = 2      /* GLSL 450 compute, compiled to SPIR-V at run time */
+} attn__lang;
+
+/* One JIT specialisation constant: becomes -DNAME=VALUE (OpenCL) or #define (GLSL). */
+typedef struct attn__define {
+    const char *name;
+    long long value;
+} attn__define;
+
+#define ATTN__MAX_LAUNCH_BUFFERS 8
+
+/* One kernel launch. Buffers bind to the kernel's buffer arguments in order (OpenCL: the
+ * first arguments; GLSL: bindings 0..n-1); a NULL buffer binds nothing/NULL. The params
+ * blob is the kernel's last argument (OpenCL: a struct by value) or its push constants. */
+typedef struct attn__launch {
+    void *buffers[ATTN__MAX_LAUNCH_BUFFERS];
+    uint32_t num_buffers;
+    const void *params;
+    size_t params_size;
+    size_t groups[3];     /* number of work-groups per dimension */
+    size_t local[3];      /* work-group size per dimension */
+} attn__launch;
+
+typedef struct attn__backend_ops {
+    attn_backend id;
+    const char *name;     /* "opencl", "vulkan", "reference" */
+    attn__lang lang;
+
+    /* Enumeration works without a context. A missing driver is count 0, not an error. */
+    attn_status (*device_count)(uint32_t *count);
+    attn_status (*device_info)(uint32_t index, attn_device_info *info);
+
+    /* Open device `index` for a context. Errors go to attn__fail(ctx, ...). */
+    attn_status (*open)(attn_context *ctx, uint32_t index, void **dev);
+    void (*close)(void *dev);
+
+    attn_status (*buffer_alloc)(void *dev, uint64_t bytes, void **buf);
+    void (*buffer_free)(void *dev, void *buf);
+    /* Blocking copies between host memory and a buffer range. */
+    attn_status (*buffer_write)(void *dev, void *buf, uint64_t offset, const void *src,
+                                uint64_t bytes);
+    attn_status (*buffer_read)(void *dev, void *buf, uint64_t offset, void *dst,
+                               uint64_t bytes);
+    /* Host address of a buffer's storage where the backend keeps buffers in host memory
+     * (the reference backend); NULL otherwise. */
+    void *(*buffer_host_ptr)(void *dev, void *buf);
+
+    /* Compile `source` with `defines` once and return one kernel per entry point (each
+     * freed on its own with kernel_free). On a compiler error, return
+     * ATTN_ERROR_JIT_FAILED with the full build log in the context detail. */
+    attn_status (*compile)(void *dev, const char *source, const attn__define *defines,
+                           uint32_t num_defines, const char *const *entries,
+                           uint32_t num_entries, void **kernels);
+    void (*kernel_free)(void *dev, void *kernel);
+    /* Enqueue one launch (may return before it completes). */
+    attn_status (*launch)(void *dev, void *kernel, const attn__launch *launch);
+    /* Wait for everything enqueued. */
+    attn_status (*finish)(void *dev);
+} attn__backend_ops;
+
+/* Each backend's table; a backend not built is a stub whose device_count says 0 and
+ * whose open returns ATTN_ERROR_UNSUPPORTED with a message saying it was not built. */
+extern const attn__backend_ops attn__reference_ops;
+extern const attn__backend_ops attn__opencl_ops;
+extern const attn__backend_ops attn__vulkan_ops;
+
+/* Core services for backends (src/core/context.c). */
+
+/* Records `status` and a printf-style detail on the context (and the thread); returns
+ * `status` so a backend can write `return attn__fail(ctx, ATTN_ERROR_BACKEND, ...)`. */
+attn_status attn__fail(attn_context *ctx, attn_status status, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Sends a message to the context's log callback, if any, at `level`. */
+void attn__log(attn_context *ctx, attn_log_level level, const char *fmt, ...)
+#ifdef __GNUC__
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Copies at most dst_size-1 bytes and terminates. */
+void attn__strlcpy(char *dst, const char *src, size_t dst_size);
+
+#endif

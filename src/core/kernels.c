@@ -1,0 +1,141 @@
+/* kernels.c — assembles kernel sources (parameter block + common helpers + kernel files)
+ * for the backend's language and caches compiled programs per context. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kernels.h"
+#include "core/shaders.h"
+
+const char *attn__shader_source(const char *name)
+{
+    for (const attn__shader *s = attn__shaders; s->name; ++s)
+        if (!strcmp(s->name, name))
+            return s->source;
+    return NULL;
+}
+
+/* The `attn_params` declaration in OpenCL C, generated from ATTN__KPARAMS_*. */
+static const char opencl_params_decl[] =
+    "typedef struct attn_params {\n"
+#define ATTN__X(n) "    long " #n ";\n"
+    ATTN__KPARAMS_I64(ATTN__X)
+#undef ATTN__X
+#define ATTN__X(n) "    float " #n ";\n"
+    ATTN__KPARAMS_F32(ATTN__X)
+#undef ATTN__X
+    "} attn_params;\n";
+
+/* Appends src to the growing string *s (NULL on allocation failure, *s freed). */
+static char *append(char *s, size_t *len, const char *src)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(src);
+    char *t = realloc(s, *len + n + 1);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    memcpy(t + *len, src, n + 1);
+    *len += n;
+    return t;
+}
+
+static char *make_key(const char *const *files, uint32_t nf, const char *const *entries,
+                      uint32_t ne, const attn__define *d, uint32_t nd)
+{
+    size_t len = 0;
+    char *key = calloc(1, 1), num[32];
+    for (uint32_t i = 0; i < nf; ++i) {
+        key = append(key, &len, files[i]);
+        key = append(key, &len, "+");
+    }
+    for (uint32_t i = 0; i < ne; ++i) {
+        key = append(key, &len, ":");
+        key = append(key, &len, entries[i]);
+    }
+    for (uint32_t i = 0; i < nd; ++i) {
+        key = append(key, &len, ";");
+        key = append(key, &len, d[i].name);
+        snprintf(num, sizeof num, "=%lld", d[i].value);
+        key = append(key, &len, num);
+    }
+    return key;
+}
+
+static attn__kcache_entry *lookup(attn_context *ctx, const char *key)
+{
+    for (attn__kcache_entry *e = ctx->kcache; e; e = e->next)
+        if (!strcmp(e->key, key))
+            return e;
+    return NULL;
+}
+
+attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint32_t num_files,
+                              const char *const *entries, uint32_t num_entries,
+                              const attn__define *defines, uint32_t num_defines, void **kernels)
+{
+    if (num_entries > ATTN__MAX_PROGRAM_KERNELS)
+        return attn__fail(ctx, ATTN_ERROR_INVALID_ARGUMENT, "too many kernels in one program");
+    char *key = make_key(files, num_files, entries, num_entries, defines, num_defines);
+    if (!key)
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "kernel cache key");
+
+    pthread_mutex_lock(&ctx->lock);
+    attn__kcache_entry *hit = lookup(ctx, key);
+    if (hit) {
+        memcpy(kernels, hit->kernels, num_entries * sizeof *kernels);
+        ctx->stats.compile_cache_hits++;
+    }
+    pthread_mutex_unlock(&ctx->lock);
+    if (hit) {
+        free(key);
+        return ATTN_OK;
+    }
+
+    if (ctx->ops->lang != ATTN__LANG_OPENCL_C) {
+        free(key);
+        return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED, "backend %s compiles no %s kernels",
+                          ctx->ops->name, files[0]);
+    }
+    size_t len = 0;
+    char *source = append(calloc(1, 1), &len, opencl_params_decl);
+    const char *common = attn__shader_source("attn_common.cl");
+    source = append(source, &len, common ? common : "");
+    for (uint32_t i = 0; i < num_files; ++i) {
+        const char *body = attn__shader_source(files[i]);
+        if (!body) {
+            free(source);
+            free(key);
+            return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED, "kernel source %s is not embedded",
+                              files[i]);
+        }
+        source = append(source, &len, body);
+    }
+    attn__kcache_entry *e = calloc(1, sizeof *e);
+    if (!source || !e) {
+        free(source);
+        free(e);
+        free(key);
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "kernel source");
+    }
+    attn_status st = ctx->ops->compile(ctx->dev, source, defines, num_defines, entries,
+                                       num_entries, e->kernels);
+    free(source);
+    if (st != ATTN_OK) {
+        free(e);
+        free(key);
+        return st;
+    }
+    e->key = key;
+    e->num_kernels = num_entries;
+    pthread_mutex_lock(&ctx->lock);
+    e->next = ctx->kcache;
+    ctx->kcache = e;
+    ctx->stats.kernels_compiled++;
+    pthread_mutex_unlock(&ctx->lock);
+    attn__log(ctx, ATTN_LOG_DEBUG, "compiled %s", key);
+    memcpy(kernels, e->kernels, num_entries * sizeof *kernels);
+    return ATTN_OK;
+}

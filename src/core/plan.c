@@ -1,0 +1,441 @@
+/* plan.c — plans: choosing the kernel family and tiles for the device, JIT through the
+ * kernel cache, and running (staging host tensors, launching, reading results back). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/kernels.h"
+#include "core/plan.h"
+
+/* Specialisation constants of the attention kernels, described once: the define list
+ * of every program is expanded from this table. What changes per run (causal, key
+ * lengths, lse) is a run-time switch in attn_params instead, so it costs no compile. */
+typedef struct attn__kspec {
+#define ATTN__KSPEC(X)                                                                        \
+    X(HEAD_DIM, head_dim)                                                                     \
+    X(V_HEAD_DIM, v_head_dim)                                                                 \
+    X(STORAGE_F16, storage_f16)                                                               \
+    X(MASK_KIND, mask_kind)                                                                   \
+    X(BLOCK_M, block_m)  /* CPU: rows per work-item; GPU: rows (= work-items) per group */    \
+    X(BLOCK_N, block_n)  /* keys per tile */                                                  \
+    X(VD_VEC, vd_vec)    /* CPU: vector width over v_head_dim */                              \
+    X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */
+#define ATTN__X(NAME, field) long long field;
+    ATTN__KSPEC(ATTN__X)
+#undef ATTN__X
+} attn__kspec;
+
+static uint32_t spec_defines(const attn__kspec *s, attn__define *out)
+{
+    uint32_t n = 0;
+#define ATTN__X(NAME, field) out[n++] = (attn__define){#NAME, s->field};
+    ATTN__KSPEC(ATTN__X)
+#undef ATTN__X
+    return n;
+}
+
+#define CPU_KEY_VEC 16 /* keys per score vector in the CPU family (float16) */
+#define PACK_GROUP 16  /* work-items per group of the packing kernel */
+
+static uint64_t round_up(uint64_t x, uint64_t m) { return (x + m - 1) / m * m; }
+
+/* The planner: family from the device class (or forced), tiles from its limits. */
+static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
+{
+    attn_context *ctx = plan->ctx;
+    const attn__problem *p = &plan->pb;
+    const attn_device_info *dev = &ctx->info;
+    attn_plan_info *info = &plan->info;
+    memset(spec, 0, sizeof *spec);
+    spec->head_dim = p->head_dim;
+    spec->v_head_dim = p->v_head_dim;
+    spec->storage_f16 = p->dtype == ATTN_DTYPE_F16;
+    spec->mask_kind = p->mask_kind;
+
+    attn_kernel_family fam = ctx->family;
+    if (fam == ATTN_FAMILY_AUTO)
+        fam = dev->type == ATTN_DEVICE_CPU ? ATTN_FAMILY_CPU : ATTN_FAMILY_GPU;
+    info->struct_size = sizeof *info;
+    info->family = fam;
+    if (fam == ATTN_FAMILY_CPU) {
+        /* A work-item owns 8 query rows; scores for 16 keys are one float16 against K^T
+         * packed per (batch, kv head); P·V runs over vectors of v_head_dim. */
+        spec->block_m = 8;
+        spec->block_n = CPU_KEY_VEC;
+        spec->vd_vec = p->v_head_dim >= 16 ? 16 : p->v_head_dim >= 8 ? 8 : 4;
+        spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, (uint64_t)spec->vd_vec);
+        info->block_m = 8;
+        info->block_n = CPU_KEY_VEC;
+        info->vec_width = (uint32_t)spec->vd_vec;
+        info->work_group_size = 1;
+        attn__strlcpy(info->kernel, "attn_fwd_cpu.cl", sizeof info->kernel);
+    } else {
+        /* One query row per work-item, the group's K/V tile in local memory. */
+        uint32_t wg = dev->max_work_group_size ? dev->max_work_group_size : 64;
+        uint32_t bm = 64;
+        while (bm > wg)
+            bm /= 2;
+        uint64_t per_key = (uint64_t)(p->head_dim + 1 + p->v_head_dim) * 4;
+        uint64_t local = dev->local_mem_bytes ? dev->local_mem_bytes : 16384;
+        uint32_t bn = 32;
+        while (bn > 1 && bn * per_key > local / 2)
+            bn /= 2;
+        if (bn * per_key > local)
+            return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
+                              "head_dim %lld + v_head_dim %lld need %llu bytes of local memory "
+                              "per key; the device has %llu",
+                              (long long)p->head_dim, (long long)p->v_head_dim,
+                              (unsigned long long)per_key, (unsigned long long)local);
+        spec->block_m = bm;
+        spec->block_n = bn;
+        spec->vd_pad = p->v_head_dim;
+        spec->vd_vec = 1;
+        info->block_m = bm;
+        info->block_n = bn;
+        info->vec_width = 1;
+        info->work_group_size = bm;
+        attn__strlcpy(info->kernel, "attn_fwd_gpu.cl", sizeof info->kernel);
+    }
+    plan->vd_pad = (uint32_t)spec->vd_pad;
+    return ATTN_OK;
+}
+
+attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan **out)
+{
+    if (!out)
+        return ctx ? attn__fail(ctx, ATTN_ERROR_NULL_POINTER, "attn_plan_create: out is NULL")
+                   : attn__fail_thread(ATTN_ERROR_NULL_POINTER, "attn_plan_create: out is NULL");
+    *out = NULL;
+    if (!ctx)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "attn_plan_create: ctx is NULL");
+    attn_plan *plan = calloc(1, sizeof *plan);
+    if (!plan)
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "allocating a plan");
+    plan->ctx = ctx;
+    attn_status st = attn__validate_desc(ctx, desc, &plan->pb, &plan->kv_lens);
+    if (st != ATTN_OK) {
+        free(plan);
+        return st;
+    }
+    if (ctx->ops->lang == ATTN__LANG_NONE) {
+        plan->info.struct_size = sizeof plan->info;
+        plan->info.family = ATTN_FAMILY_AUTO;
+        attn__strlcpy(plan->info.kernel, "reference", sizeof plan->info.kernel);
+    } else {
+        attn__kspec spec;
+        attn__define defs[16];
+        st = choose_config(plan, &spec);
+        if (st == ATTN_OK) {
+            /* One program per family: the CPU family's K/V packing kernel is built with
+             * its attention kernel, so a plan costs one compile. */
+            static const char *const cpu_files[] = {"attn_pack.cl", "attn_fwd_cpu.cl"};
+            static const char *const cpu_entries[] = {"attn_fwd_cpu", "attn_pack_kv"};
+            static const char *const gpu_files[] = {"attn_fwd_gpu.cl"};
+            static const char *const gpu_entries[] = {"attn_fwd_gpu"};
+            int cpu = plan->info.family == ATTN_FAMILY_CPU;
+            void *k[2] = {NULL, NULL};
+            uint32_t n = spec_defines(&spec, defs);
+            st = attn__kernels_get(ctx, cpu ? cpu_files : gpu_files, cpu ? 2 : 1,
+                                   cpu ? cpu_entries : gpu_entries, cpu ? 2 : 1, defs, n, k);
+            plan->k_main = k[0];
+            plan->k_pack = k[1];
+        }
+        if (st != ATTN_OK) {
+            free(plan->kv_lens);
+            free(plan);
+            return st;
+        }
+    }
+    attn__plan_link(ctx, plan);
+    *out = plan;
+    return ATTN_OK;
+}
+
+void attn_plan_destroy(attn_plan *plan)
+{
+    if (!plan)
+        return;
+    attn_context *ctx = plan->ctx;
+    attn__plan_unlink(ctx, plan);
+    if (ctx->dev)
+        ctx->ops->finish(ctx->dev);
+    for (int i = 0; i < ATTN__S_COUNT; ++i)
+        attn__dev_free(ctx, plan->scratch[i].handle, plan->scratch[i].bytes);
+    free(plan->kv_lens);
+    free(plan);
+}
+
+attn_status attn_plan_get_info(const attn_plan *plan, attn_plan_info *info)
+{
+    if (!plan || !info)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "attn_plan_get_info: NULL argument");
+    if (ATTN__BAD_STRUCT_SIZE(info, attn_plan_info))
+        return attn__fail(plan->ctx, ATTN_ERROR_STRUCT_SIZE,
+                          "attn_plan_info.struct_size is %zu; expected %zu", info->struct_size,
+                          sizeof(attn_plan_info));
+    size_t keep = info->struct_size;
+    memcpy(info, &plan->info, sizeof *info);
+    info->struct_size = keep;
+    return ATTN_OK;
+}
+
+/* ---- running -------------------------------------------------------------------------- */
+
+/* Device scratch of at least `bytes` in slot `s`, kept for later runs. */
+static attn_status scratch(attn_plan *plan, int s, uint64_t bytes, void **handle)
+{
+    attn__scratch *sc = &plan->scratch[s];
+    if (!bytes)
+        bytes = 4;
+    if (sc->handle && sc->bytes >= bytes) {
+        *handle = sc->handle;
+        return ATTN_OK;
+    }
+    if (sc->handle) {
+        plan->ctx->ops->finish(plan->ctx->dev);
+        attn__dev_free(plan->ctx, sc->handle, sc->bytes);
+        sc->handle = NULL;
+        sc->bytes = 0;
+    }
+    attn_status st = attn__dev_alloc(plan->ctx, bytes, &sc->handle);
+    if (st == ATTN_OK)
+        sc->bytes = bytes;
+    *handle = sc->handle;
+    return st;
+}
+
+static void dense_strides(const int64_t shape[4], int64_t out[4])
+{
+    out[3] = 1;
+    for (int i = 2; i >= 0; --i)
+        out[i] = out[i + 1] * shape[i + 1];
+}
+
+/* Copies a 4-D strided tensor of `es`-byte elements between two layouts. */
+static void copy_strided(char *dst, const int64_t ds[4], const char *src, const int64_t ss[4],
+                         const int64_t shape[4], size_t es)
+{
+    for (int64_t a = 0; a < shape[0]; ++a)
+        for (int64_t b = 0; b < shape[1]; ++b)
+            for (int64_t c = 0; c < shape[2]; ++c) {
+                char *d = dst + (size_t)(a * ds[0] + b * ds[1] + c * ds[2]) * es;
+                const char *s = src + (size_t)(a * ss[0] + b * ss[1] + c * ss[2]) * es;
+                if (ds[3] == 1 && ss[3] == 1) {
+                    memcpy(d, s, (size_t)shape[3] * es);
+                } else {
+                    for (int64_t e = 0; e < shape[3]; ++e)
+                        memcpy(d + (size_t)(e * ds[3]) * es, s + (size_t)(e * ss[3]) * es, es);
+                }
+            }
+}
+
+/* Where a bound tensor lives on the device for this run. */
+typedef struct dev_tensor {
+    void *handle;
+    int64_t off;
+    int64_t stride[4];
+} dev_tensor;
+
+static uint64_t dense_bytes(const attn__view *v)
+{
+    return (uint64_t)v->shape[0] * (uint64_t)v->shape[1] * (uint64_t)v->shape[2] *
+           (uint64_t)v->shape[3] * attn__dtype_size(v->dtype);
+}
+
+/* Inputs in host memory go up densely packed; buffers bind as they are. */
+static attn_status stage_in(attn_plan *plan, const attn__bound *b, int slot, dev_tensor *d)
+{
+    if (!b->present) {
+        memset(d, 0, sizeof *d);
+        return ATTN_OK;
+    }
+    if (b->buffer) {
+        d->handle = b->buffer->handle;
+        d->off = (int64_t)b->elem_off;
+        memcpy(d->stride, b->view.stride, sizeof d->stride);
+        return ATTN_OK;
+    }
+    uint64_t bytes = dense_bytes(&b->view);
+    attn_status st = scratch(plan, slot, bytes, &d->handle);
+    if (st != ATTN_OK)
+        return st;
+    d->off = 0;
+    dense_strides(b->view.shape, d->stride);
+    if (b->dense)
+        return attn__dev_write(plan->ctx, d->handle, 0, b->view.data, bytes);
+    char *tmp = malloc(bytes ? bytes : 1);
+    if (!tmp)
+        return attn__fail(plan->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "staging tensor");
+    copy_strided(tmp, d->stride, b->view.data, b->view.stride, b->view.shape,
+                 attn__dtype_size(b->view.dtype));
+    st = attn__dev_write(plan->ctx, d->handle, 0, tmp, bytes);
+    free(tmp);
+    return st;
+}
+
+/* Outputs in host memory are written densely on the device and scattered on the way back. */
+static attn_status stage_out(attn_plan *plan, const attn__bound *b, int slot, dev_tensor *d)
+{
+    if (!b->present || b->buffer)
+        return stage_in(plan, b, slot, d) == ATTN_OK ? ATTN_OK : ATTN_ERROR_BACKEND;
+    attn_status st = scratch(plan, slot, dense_bytes(&b->view), &d->handle);
+    d->off = 0;
+    dense_strides(b->view.shape, d->stride);
+    return st;
+}
+
+static attn_status read_out(attn_plan *plan, const attn__bound *b, const dev_tensor *d)
+{
+    if (!b->present || b->buffer)
+        return ATTN_OK;
+    uint64_t bytes = dense_bytes(&b->view);
+    if (b->dense)
+        return attn__dev_read(plan->ctx, d->handle, 0, b->view.data, bytes);
+    char *tmp = malloc(bytes ? bytes : 1);
+    if (!tmp)
+        return attn__fail(plan->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "reading back a tensor");
+    attn_status st = attn__dev_read(plan->ctx, d->handle, 0, tmp, bytes);
+    if (st == ATTN_OK)
+        copy_strided(b->view.data, b->view.stride, tmp, d->stride, b->view.shape,
+                     attn__dtype_size(b->view.dtype));
+    free(tmp);
+    return st;
+}
+
+/* The reference backend: its buffers are host memory, so every tensor is a host view. */
+static attn_status run_reference(attn_plan *plan, attn__bound *bound, const int32_t *kv_lens)
+{
+    attn_context *ctx = plan->ctx;
+    attn__view views[ATTN__T_COUNT];
+    for (int t = 0; t < ATTN__T_COUNT; ++t) {
+        views[t] = bound[t].view;
+        if (bound[t].present && bound[t].buffer) {
+            char *base = ctx->ops->buffer_host_ptr(ctx->dev, bound[t].buffer->handle);
+            views[t].data = base + bound[t].elem_off * attn__dtype_size(views[t].dtype);
+        }
+    }
+    attn__ref_attention(&plan->pb, &views[ATTN__T_Q], &views[ATTN__T_K], &views[ATTN__T_V],
+                        &views[ATTN__T_O], bound[ATTN__T_MASK].present ? &views[ATTN__T_MASK] : NULL,
+                        bound[ATTN__T_LSE].present ? &views[ATTN__T_LSE] : NULL, kv_lens);
+    return ATTN_OK;
+}
+
+#define SET_TENSOR_PARAMS(kp, pre, dt)                                                        \
+    do {                                                                                      \
+        (kp).pre##_off = (dt).off;                                                            \
+        (kp).pre##_s0 = (dt).stride[0];                                                       \
+        (kp).pre##_s1 = (dt).stride[1];                                                       \
+        (kp).pre##_s2 = (dt).stride[2];                                                       \
+    } while (0)
+
+attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args)
+{
+    if (!plan)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "attn_plan_run: plan is NULL");
+    attn_context *ctx = plan->ctx;
+    attn__bound bound[ATTN__T_COUNT];
+    attn_status st = attn__validate_run(plan, args, bound);
+    if (st != ATTN_OK)
+        return st;
+    if (args->kv_lens && !plan->pb.has_kv_lens)
+        return attn__fail(ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "args.kv_lens needs a plan created with attn_desc.kv_lens");
+    const int32_t *kv_lens = args->kv_lens ? args->kv_lens : plan->kv_lens;
+    if (ctx->ops->lang == ATTN__LANG_NONE)
+        return run_reference(plan, bound, kv_lens);
+
+    const attn__problem *p = &plan->pb;
+    dev_tensor q, k, v, o, m, l;
+    if ((st = stage_in(plan, &bound[ATTN__T_Q], ATTN__S_Q, &q)) ||
+        (st = stage_in(plan, &bound[ATTN__T_K], ATTN__S_K, &k)) ||
+        (st = stage_in(plan, &bound[ATTN__T_V], ATTN__S_V, &v)) ||
+        (st = stage_in(plan, &bound[ATTN__T_MASK], ATTN__S_MASK, &m)) ||
+        (st = stage_out(plan, &bound[ATTN__T_O], ATTN__S_O, &o)) ||
+        (st = stage_out(plan, &bound[ATTN__T_LSE], ATTN__S_LSE, &l)))
+        return st;
+    void *lens = NULL;
+    if (kv_lens) {
+        uint64_t bytes = (uint64_t)p->batch * sizeof(int32_t);
+        if ((st = scratch(plan, ATTN__S_KV_LENS, bytes, &lens)) ||
+            (st = attn__dev_write(ctx, lens, 0, kv_lens, bytes)))
+            return st;
+    }
+
+    attn__kparams kp;
+    memset(&kp, 0, sizeof kp);
+    SET_TENSOR_PARAMS(kp, q, q);
+    kp.q_s3 = q.stride[3];
+    SET_TENSOR_PARAMS(kp, k, k);
+    kp.k_s3 = k.stride[3];
+    SET_TENSOR_PARAMS(kp, v, v);
+    kp.v_s3 = v.stride[3];
+    SET_TENSOR_PARAMS(kp, o, o);
+    kp.o_s3 = o.stride[3];
+    if (bound[ATTN__T_MASK].present) {
+        /* A broadcast dimension (size 1) reads index 0: stride 0. */
+        SET_TENSOR_PARAMS(kp, m, m);
+        kp.m_s3 = m.stride[3];
+        if (bound[ATTN__T_MASK].view.shape[0] == 1)
+            kp.m_s0 = 0;
+        if (bound[ATTN__T_MASK].view.shape[1] == 1)
+            kp.m_s1 = 0;
+    }
+    if (bound[ATTN__T_LSE].present)
+        SET_TENSOR_PARAMS(kp, l, l);
+    kp.batch = p->batch;
+    kp.num_heads = p->num_heads;
+    kp.num_kv_heads = p->num_kv_heads;
+    kp.q_len = p->q_len;
+    kp.kv_len = p->kv_len;
+    kp.causal = p->causal;
+    kp.has_kv_lens = kv_lens != NULL;
+    kp.want_lse = p->want_lse;
+    kp.scale_log2 = (float)(p->scale * 1.4426950408889634);
+
+    attn__launch la;
+    memset(&la, 0, sizeof la);
+    la.params = &kp;
+    la.params_size = sizeof kp;
+    void *kt = NULL, *vp = NULL;
+    if (plan->info.family == ATTN_FAMILY_CPU) {
+        /* Pack K as K^T and V as rows of vd_pad floats per (batch, kv head), zero-padded to
+         * a multiple of the key vector, so the main loop reads aligned vectors. */
+        uint64_t ld = round_up((uint64_t)p->kv_len, CPU_KEY_VEC);
+        uint64_t heads = (uint64_t)p->batch * (uint64_t)p->num_kv_heads;
+        kp.ld_kv = (int64_t)ld;
+        if ((st = scratch(plan, ATTN__S_KT, heads * ld * (uint64_t)p->head_dim * 4, &kt)) ||
+            (st = scratch(plan, ATTN__S_VP, heads * ld * plan->vd_pad * 4, &vp)))
+            return st;
+        la.buffers[0] = k.handle;
+        la.buffers[1] = v.handle;
+        la.buffers[2] = kt;
+        la.buffers[3] = vp;
+        la.num_buffers = 4;
+        la.groups[0] = ld / PACK_GROUP;
+        la.groups[1] = (size_t)p->num_kv_heads;
+        la.groups[2] = (size_t)p->batch;
+        la.local[0] = PACK_GROUP;
+        la.local[1] = la.local[2] = 1;
+        if ((st = attn__enqueue(ctx, plan->k_pack, &la)))
+            return st;
+    }
+    int cpu = plan->info.family == ATTN_FAMILY_CPU;
+    la.buffers[0] = q.handle;
+    la.buffers[1] = cpu ? kt : k.handle;
+    la.buffers[2] = cpu ? vp : v.handle;
+    la.buffers[3] = o.handle;
+    la.buffers[4] = m.handle;
+    la.buffers[5] = lens;
+    la.buffers[6] = l.handle;
+    la.num_buffers = 7;
+    la.groups[0] = (size_t)((p->q_len + plan->info.block_m - 1) / plan->info.block_m);
+    la.groups[1] = (size_t)p->num_heads;
+    la.groups[2] = (size_t)p->batch;
+    la.local[0] = cpu ? 1 : plan->info.block_m;
+    la.local[1] = la.local[2] = 1;
+    if ((st = attn__enqueue(ctx, plan->k_main, &la)))
+        return st;
+    if ((st = read_out(plan, &bound[ATTN__T_O], &o)) ||
+        (st = read_out(plan, &bound[ATTN__T_LSE], &l)))
+        return st;
+    return ctx->ops->finish(ctx->dev);
+}
