@@ -43,7 +43,18 @@ typedef struct attn__backend_ops {
 
     /* Open device `index` for a context. Errors go to attn__fail(ctx, ...). */
     attn_status (*open)(attn_context *ctx, uint32_t index, void **dev);
+    /* Interop: open the application's own device objects (`native` is the backend's
+     * attn__*_native below) and describe the device in *info. The library takes
+     * references where the API has them and never destroys what it did not create.
+     * NULL where the backend has no interop. */
+    attn_status (*open_native)(attn_context *ctx, const void *native, attn_device_info *info,
+                               void **dev);
     void (*close)(void *dev);
+
+    /* Interop: a buffer handle for the application's buffer (`native` points at a cl_mem
+     * or an attn__vulkan_buffer); *bytes receives its size. buffer_free of the handle
+     * releases only what the library took. NULL where unsupported. */
+    attn_status (*buffer_wrap)(void *dev, const void *native, uint64_t *bytes, void **buf);
 
     attn_status (*buffer_alloc)(void *dev, uint64_t bytes, void **buf);
     void (*buffer_free)(void *dev, void *buf);
@@ -68,6 +79,27 @@ typedef struct attn__backend_ops {
     /* Wait for everything enqueued. */
     attn_status (*finish)(void *dev);
 } attn__backend_ops;
+
+/* Native objects handed over for interop (kept as void pointers here so the core does not
+ * include any device API header). */
+typedef struct attn__opencl_native {
+    void *context;   /* cl_context */
+    void *device;    /* cl_device_id */
+    void *queue;     /* cl_command_queue, or NULL */
+} attn__opencl_native;
+
+typedef struct attn__vulkan_native {
+    void *instance;          /* VkInstance */
+    void *physical_device;   /* VkPhysicalDevice */
+    void *device;            /* VkDevice */
+    void *queue;             /* VkQueue with compute */
+    uint32_t queue_family;
+} attn__vulkan_native;
+
+typedef struct attn__vulkan_buffer {
+    uint64_t buffer;         /* VkBuffer (a non-dispatchable handle) */
+    uint64_t size;
+} attn__vulkan_buffer;
 
 /* Each backend's table; a backend not built is a stub whose device_count says 0 and
  * whose open returns ATTN_ERROR_UNSUPPORTED with a message saying it was not built. */

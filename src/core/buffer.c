@@ -3,6 +3,42 @@
 
 #include "core/context.h"
 
+static void link_buffer(attn_context *ctx, attn_buffer *buf)
+{
+    pthread_mutex_lock(&ctx->lock);
+    buf->next = ctx->buffers;
+    if (ctx->buffers)
+        ctx->buffers->prev = buf;
+    ctx->buffers = buf;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
+attn_status attn__buffer_wrap(attn_context *ctx, attn_backend backend, const void *native,
+                              attn_buffer **out)
+{
+    if (!out)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "buffer wrap: out is NULL");
+    *out = NULL;
+    if (!ctx || !native)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "buffer wrap: ctx or buffer is NULL");
+    if (ctx->ops->id != backend || !ctx->ops->buffer_wrap)
+        return attn__fail(ctx, ATTN_ERROR_WRONG_CONTEXT,
+                          "buffer wrap: the context runs on backend %s", ctx->ops->name);
+    attn_buffer *buf = calloc(1, sizeof *buf);
+    if (!buf)
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "allocating a buffer object");
+    attn_status st = ctx->ops->buffer_wrap(ctx->dev, native, &buf->size, &buf->handle);
+    if (st != ATTN_OK) {
+        free(buf);
+        return st;
+    }
+    buf->ctx = ctx;
+    buf->wrapped = 1;
+    link_buffer(ctx, buf);
+    *out = buf;
+    return ATTN_OK;
+}
+
 attn_status attn_buffer_create(attn_context *ctx, uint64_t bytes, attn_buffer **out)
 {
     if (!out)
@@ -22,12 +58,7 @@ attn_status attn_buffer_create(attn_context *ctx, uint64_t bytes, attn_buffer **
     }
     buf->ctx = ctx;
     buf->size = bytes;
-    pthread_mutex_lock(&ctx->lock);
-    buf->next = ctx->buffers;
-    if (ctx->buffers)
-        ctx->buffers->prev = buf;
-    ctx->buffers = buf;
-    pthread_mutex_unlock(&ctx->lock);
+    link_buffer(ctx, buf);
     *out = buf;
     return ATTN_OK;
 }
@@ -82,6 +113,9 @@ void attn_buffer_destroy(attn_buffer *buf)
         buf->next->prev = buf->prev;
     pthread_mutex_unlock(&ctx->lock);
     ctx->ops->finish(ctx->dev);
-    attn__dev_free(ctx, buf->handle, buf->size);
+    if (buf->wrapped)
+        ctx->ops->buffer_free(ctx->dev, buf->handle); /* gives back our reference only */
+    else
+        attn__dev_free(ctx, buf->handle, buf->size);
     free(buf);
 }

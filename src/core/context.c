@@ -235,30 +235,72 @@ static char *default_cache_dir(const char *given)
     return NULL;
 }
 
-attn_status attn_context_create(const attn_context_params *params, attn_context **out)
+/* Validates params into *p (defaults where NULL). */
+static attn_status read_params(const attn_context_params *params, attn_context_params *p)
 {
-    if (!out)
-        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "attn_context_create: out is NULL");
-    *out = NULL;
-    attn_context_params p = ATTN_CONTEXT_PARAMS_INIT;
+    attn_context_params defaults = ATTN_CONTEXT_PARAMS_INIT;
+    *p = defaults;
     if (params) {
         if (ATTN__BAD_STRUCT_SIZE(params, attn_context_params))
             return attn__fail_thread(ATTN_ERROR_STRUCT_SIZE,
                                      "attn_context_params.struct_size is %zu; expected %zu "
                                      "(use ATTN_CONTEXT_PARAMS_INIT)",
                                      params->struct_size, sizeof(attn_context_params));
-        memcpy(&p, params, sizeof p);
-        p.struct_size = sizeof p;
+        memcpy(p, params, sizeof *p);
+        p->struct_size = sizeof *p;
     }
-    if ((unsigned)p.backend > ATTN_BACKEND_VULKAN)
+    if ((unsigned)p->backend > ATTN_BACKEND_VULKAN)
         return attn__fail_thread(ATTN_ERROR_INVALID_ARGUMENT, "unknown backend %d",
-                                 (int)p.backend);
-    if ((unsigned)p.kernel_family > ATTN_FAMILY_GPU)
+                                 (int)p->backend);
+    if ((unsigned)p->kernel_family > ATTN_FAMILY_GPU)
         return attn__fail_thread(ATTN_ERROR_INVALID_ARGUMENT, "unknown kernel family %d",
-                                 (int)p.kernel_family);
-    if ((unsigned)p.log_level > ATTN_LOG_DEBUG)
+                                 (int)p->kernel_family);
+    if ((unsigned)p->log_level > ATTN_LOG_DEBUG)
         return attn__fail_thread(ATTN_ERROR_INVALID_ARGUMENT, "unknown log level %d",
-                                 (int)p.log_level);
+                                 (int)p->log_level);
+    return ATTN_OK;
+}
+
+static attn_context *new_context(const attn_context_params *p, const attn__backend_ops *ops)
+{
+    attn_context *ctx = calloc(1, sizeof *ctx);
+    if (!ctx)
+        return NULL;
+    ctx->params = *p;
+    ctx->params.backend = ops->id;
+    ctx->ops = ops;
+    ctx->cache_dir = default_cache_dir(p->cache_dir);
+    ctx->params.cache_dir = ctx->cache_dir;
+    pthread_mutex_init(&ctx->lock, NULL);
+    return ctx;
+}
+
+/* Once the device is open: kernel family, budget, statistics. */
+static void finish_context(attn_context *ctx)
+{
+    const attn_context_params *p = &ctx->params;
+    ctx->family = p->kernel_family != ATTN_FAMILY_AUTO ? p->kernel_family : family_from_env();
+    uint64_t budget = ctx->info.global_mem_bytes;
+    uint64_t cap = p->memory_budget ? p->memory_budget : parse_bytes(getenv("ATTN_MEMORY_BUDGET"));
+    if (cap && (!budget || cap < budget))
+        budget = cap;
+    ctx->budget = budget ? budget : UINT64_MAX;
+    ctx->stats.struct_size = sizeof ctx->stats;
+    ctx->stats.memory_budget = ctx->budget;
+    attn__log(ctx, ATTN_LOG_INFO, "attn %s: %s device %u: %s (budget %llu bytes)",
+              ATTN_VERSION_STRING, ctx->ops->name, ctx->info.index, ctx->info.name,
+              (unsigned long long)ctx->budget);
+}
+
+attn_status attn_context_create(const attn_context_params *params, attn_context **out)
+{
+    if (!out)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "attn_context_create: out is NULL");
+    *out = NULL;
+    attn_context_params p;
+    attn_status st = read_params(params, &p);
+    if (st != ATTN_OK)
+        return st;
 
     const attn__backend_ops *ops = NULL;
     uint32_t index = p.device_index;
@@ -267,17 +309,11 @@ attn_status attn_context_create(const attn_context_params *params, attn_context 
     else
         ops = attn__backend_by_id(p.backend);
 
-    attn_context *ctx = calloc(1, sizeof *ctx);
+    attn_context *ctx = new_context(&p, ops);
     if (!ctx)
         return attn__fail_thread(ATTN_ERROR_OUT_OF_HOST_MEMORY, "allocating the context");
-    ctx->params = p;
-    ctx->ops = ops;
-    ctx->cache_dir = default_cache_dir(p.cache_dir);
-    ctx->params.cache_dir = ctx->cache_dir;
-    pthread_mutex_init(&ctx->lock, NULL);
-
     uint32_t count = 0;
-    attn_status st = ops->device_count(&count);
+    st = ops->device_count(&count);
     if (st == ATTN_OK && index >= count)
         st = attn__fail(ctx, ATTN_ERROR_NO_DEVICE,
                         "backend %s has %u device(s); device_index %u does not exist", ops->name,
@@ -285,27 +321,45 @@ attn_status attn_context_create(const attn_context_params *params, attn_context 
     if (st == ATTN_OK) {
         ctx->info.struct_size = sizeof ctx->info;
         st = ops->device_info(index, &ctx->info);
+        ctx->info.backend = ops->id;
+        ctx->info.index = index;
     }
     if (st == ATTN_OK)
         st = ops->open(ctx, index, &ctx->dev);
     if (st != ATTN_OK) {
-        if (ops->id != ATTN_BACKEND_REFERENCE && count == 0 && st != ATTN_ERROR_UNSUPPORTED)
-            st = attn__fail(ctx, ATTN_ERROR_NO_DEVICE, "backend %s found no device", ops->name);
         attn_context_destroy(ctx);
         return st;
     }
+    finish_context(ctx);
+    *out = ctx;
+    return ATTN_OK;
+}
 
-    ctx->family = p.kernel_family != ATTN_FAMILY_AUTO ? p.kernel_family : family_from_env();
-    uint64_t budget = ctx->info.global_mem_bytes;
-    uint64_t cap = p.memory_budget ? p.memory_budget : parse_bytes(getenv("ATTN_MEMORY_BUDGET"));
-    if (cap && (!budget || cap < budget))
-        budget = cap;
-    ctx->budget = budget ? budget : UINT64_MAX;
-    ctx->stats.struct_size = sizeof ctx->stats;
-    ctx->stats.memory_budget = ctx->budget;
-    attn__log(ctx, ATTN_LOG_INFO, "attn %s: %s device %u: %s (budget %llu bytes)",
-              ATTN_VERSION_STRING, ops->name, index, ctx->info.name,
-              (unsigned long long)ctx->budget);
+attn_status attn__context_create_native(const attn_context_params *params, attn_backend backend,
+                                        const void *native, attn_context **out)
+{
+    if (!out)
+        return attn__fail_thread(ATTN_ERROR_NULL_POINTER, "interop context: out is NULL");
+    *out = NULL;
+    attn_context_params p;
+    attn_status st = read_params(params, &p);
+    if (st != ATTN_OK)
+        return st;
+    const attn__backend_ops *ops = attn__backend_by_id(backend);
+    if (!ops || !ops->open_native)
+        return attn__fail_thread(ATTN_ERROR_UNSUPPORTED,
+                                 "this build has no interop for backend %d", (int)backend);
+    attn_context *ctx = new_context(&p, ops);
+    if (!ctx)
+        return attn__fail_thread(ATTN_ERROR_OUT_OF_HOST_MEMORY, "allocating the context");
+    st = ops->open_native(ctx, native, &ctx->info, &ctx->dev);
+    if (st != ATTN_OK) {
+        attn_context_destroy(ctx);
+        return st;
+    }
+    ctx->info.struct_size = sizeof ctx->info;
+    ctx->info.backend = ops->id;
+    finish_context(ctx);
     *out = ctx;
     return ATTN_OK;
 }

@@ -19,6 +19,7 @@ struct attn_buffer {
     attn_context *ctx;
     void *handle;             /* backend buffer */
     uint64_t size;
+    int wrapped;              /* the application's buffer: not ours, not in the budget */
     struct attn_buffer *prev, *next;
 };
 
@@ -60,6 +61,12 @@ attn_status attn__fail_thread(attn_status status, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* Interop entry points behind the public attn_opencl.h / attn_vulkan.h wrappers. */
+attn_status attn__context_create_native(const attn_context_params *params, attn_backend backend,
+                                        const void *native, attn_context **out);
+attn_status attn__buffer_wrap(attn_context *ctx, attn_backend backend, const void *native,
+                              attn_buffer **out);
 
 /* Backend tables in enumeration order (OpenCL, Vulkan, reference). */
 extern const attn__backend_ops *const attn__backends[3];

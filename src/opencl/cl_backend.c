@@ -301,18 +301,9 @@ static cl_bool attn_cl_bool(cl_device_id device, cl_device_info param)
     return v;
 }
 
-static attn_status attn_cl_device_info(uint32_t index, attn_device_info *info)
+static attn_status attn_cl_fill_info(cl_platform_id platform, cl_device_id device,
+                                     uint32_t index, attn_device_info *info)
 {
-    if (!info)
-        return ATTN_ERROR_NULL_POINTER;
-    if (info->struct_size < sizeof(attn_device_info))
-        return ATTN_ERROR_STRUCT_SIZE;
-    cl_platform_id platform = NULL;
-    cl_device_id device = NULL;
-    attn_status status = attn_cl_find(index, &platform, &device);
-    if (status != ATTN_OK)
-        return status;
-
     char *extensions = attn_cl_device_string(device, CL_DEVICE_EXTENSIONS);
     if (!extensions)
         return ATTN_ERROR_OUT_OF_HOST_MEMORY;
@@ -381,6 +372,20 @@ static attn_status attn_cl_device_info(uint32_t index, attn_device_info *info)
     return ATTN_OK;
 }
 
+static attn_status attn_cl_device_info(uint32_t index, attn_device_info *info)
+{
+    if (!info)
+        return ATTN_ERROR_NULL_POINTER;
+    if (info->struct_size < sizeof(attn_device_info))
+        return ATTN_ERROR_STRUCT_SIZE;
+    cl_platform_id platform = NULL;
+    cl_device_id device = NULL;
+    attn_status status = attn_cl_find(index, &platform, &device);
+    if (status != ATTN_OK)
+        return status;
+    return attn_cl_fill_info(platform, device, index, info);
+}
+
 /* ---- device --------------------------------------------------------------------------- */
 
 static attn_status attn_cl_open(attn_context *ctx, uint32_t index, void **out)
@@ -435,7 +440,77 @@ static void attn_cl_close(void *dev)
     free(d);
 }
 
+/* Opens the application's own context/device/queue. The library takes references
+ * (clRetain*) and gives back only those: it never destroys what it did not create. A NULL
+ * queue gets one of the library's own. */
+static attn_status attn_cl_open_native(attn_context *ctx, const void *native,
+                                       attn_device_info *info, void **out)
+{
+    const attn__opencl_native *n = native;
+    *out = NULL;
+    if (!n || !n->context || !n->device)
+        return attn__fail(ctx, ATTN_ERROR_NULL_POINTER,
+                          "OpenCL interop: the cl_context and cl_device_id must not be NULL");
+    cl_platform_id platform = NULL;
+    cl_int err = clGetDeviceInfo(n->device, CL_DEVICE_PLATFORM, sizeof platform, &platform, NULL);
+    if (err != CL_SUCCESS)
+        return attn__fail(ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "OpenCL interop: clGetDeviceInfo(CL_DEVICE_PLATFORM) failed with %s (%d)",
+                          attn_cl_error_name(err), (int)err);
+    memset(info, 0, sizeof *info);
+    info->struct_size = sizeof *info;
+    attn_status status = attn_cl_fill_info(platform, n->device, 0, info);
+    if (status != ATTN_OK)
+        return attn__fail(ctx, status, "OpenCL interop: querying the device failed");
+    attn_cl_device *d = calloc(1, sizeof *d);
+    if (!d)
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "OpenCL: out of host memory");
+    d->ctx = ctx;
+    d->platform = platform;
+    d->device = n->device;
+    d->context = n->context;
+    clRetainContext(d->context);
+    if (n->queue) {
+        d->queue = n->queue;
+        clRetainCommandQueue(d->queue);
+    } else {
+        d->queue = clCreateCommandQueue(d->context, d->device, 0, &err);
+        if (!d->queue || err != CL_SUCCESS) {
+            status = attn_cl_fail(d, err, 0, "clCreateCommandQueue", "opening the device");
+            clReleaseContext(d->context);
+            free(d);
+            return status;
+        }
+    }
+    *out = d;
+    return ATTN_OK;
+}
+
 /* ---- buffers -------------------------------------------------------------------------- */
+
+/* Wraps the application's cl_mem: a reference is taken and buffer_free gives it back. */
+static attn_status attn_cl_buffer_wrap(void *dev, const void *native, uint64_t *bytes, void **buf)
+{
+    attn_cl_device *d = dev;
+    cl_mem mem = *(const cl_mem *)native;
+    *buf = NULL;
+    cl_context owner = NULL;
+    size_t size = 0;
+    cl_int err = clGetMemObjectInfo(mem, CL_MEM_CONTEXT, sizeof owner, &owner, NULL);
+    if (err == CL_SUCCESS)
+        err = clGetMemObjectInfo(mem, CL_MEM_SIZE, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS)
+        return attn__fail(d->ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "OpenCL interop: the cl_mem is not valid (%s, %d)",
+                          attn_cl_error_name(err), (int)err);
+    if (owner != d->context)
+        return attn__fail(d->ctx, ATTN_ERROR_WRONG_CONTEXT,
+                          "OpenCL interop: the cl_mem belongs to another cl_context");
+    clRetainMemObject(mem);
+    *bytes = size;
+    *buf = mem;
+    return ATTN_OK;
+}
 
 static attn_status attn_cl_buffer_alloc(void *dev, uint64_t bytes, void **buf)
 {
@@ -777,6 +852,8 @@ const attn__backend_ops attn__opencl_ops = {
     .device_info = attn_cl_device_info,
     .open = attn_cl_open,
     .close = attn_cl_close,
+    .open_native = attn_cl_open_native,
+    .buffer_wrap = attn_cl_buffer_wrap,
     .buffer_alloc = attn_cl_buffer_alloc,
     .buffer_free = attn_cl_buffer_free,
     .buffer_write = attn_cl_buffer_write,
