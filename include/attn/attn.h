@@ -285,7 +285,13 @@ typedef struct attn_run_args {
     const int32_t *kv_lens;   /* optional override of the plan's key lengths for this run */
 } attn_run_args;
 
-#define ATTN_RUN_ARGS_INIT {sizeof(attn_run_args)}
+/* An absent tensor (dtype NONE). */
+#define ATTN_TENSOR_NONE {ATTN_DTYPE_NONE, {0, 0, 0, 0}, {0, 0, 0, 0}, NULL, NULL, 0}
+#define ATTN_RUN_ARGS_INIT                                                                    \
+    {                                                                                          \
+        sizeof(attn_run_args), ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE,          \
+            ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, NULL                         \
+    }
 
 typedef struct attn_plan_info {
     size_t struct_size;       /* sizeof(attn_plan_info) */
@@ -295,6 +301,8 @@ typedef struct attn_plan_info {
     uint32_t vec_width;       /* explicit vector width of the inner loops (1 = scalar) */
     uint32_t work_group_size;
     char kernel[64];          /* kernel source name */
+    uint64_t device_bytes;    /* device memory one run needs at most (host tensors staged,
+                                 full-size mask, packing scratch) */
 } attn_plan_info;
 
 /* Validates the description, chooses kernels and tiles, and JIT-compiles them (compiled

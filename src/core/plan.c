@@ -99,6 +99,28 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
     return ATTN_OK;
 }
 
+/* Device bytes of one run with every tensor staged from host memory: what run() allocates
+ * at most. Sizes were checked for overflow by validation; the sum saturates. */
+static uint64_t one_pass_bytes(const attn_plan *plan)
+{
+    const attn__problem *p = &plan->pb;
+    const uint64_t es = attn__dtype_size(p->dtype);
+    const uint64_t B = (uint64_t)p->batch, H = (uint64_t)p->num_heads;
+    const uint64_t Hk = (uint64_t)p->num_kv_heads, Sq = (uint64_t)p->q_len;
+    const uint64_t Skv = (uint64_t)p->kv_len, D = (uint64_t)p->head_dim;
+    const uint64_t Dv = (uint64_t)p->v_head_dim;
+    long double total = (long double)B * Sq * H * (D + Dv) * es   /* Q, O */
+                        + (long double)B * Skv * Hk * (D + Dv) * es /* K, V */
+                        + (long double)B * H * Sq * 4 + B * 4;      /* lse, kv_lens */
+    if (p->mask_kind != ATTN_MASK_NONE)
+        total += (long double)B * H * Sq * Skv * (p->mask_kind == ATTN_MASK_ADDITIVE ? 4 : 1);
+    if (plan->info.family == ATTN_FAMILY_CPU) {
+        uint64_t ld = (Skv + CPU_KEY_VEC - 1) / CPU_KEY_VEC * CPU_KEY_VEC;
+        total += (long double)B * Hk * ld * (D + plan->vd_pad) * 4;
+    }
+    return total >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)total;
+}
+
 attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan **out)
 {
     if (!out)
@@ -145,6 +167,7 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
             return st;
         }
     }
+    plan->info.device_bytes = one_pass_bytes(plan);
     attn__plan_link(ctx, plan);
     *out = plan;
     return ATTN_OK;
