@@ -277,12 +277,20 @@ typedef struct attn_desc {
 /* A plan is bound to its context and used by one thread at a time. */
 typedef struct attn_plan attn_plan;
 
+/* Called during long runs with the work units done so far and their total; return
+ * nonzero to cancel (the run then returns ATTN_ERROR_CANCELLED, the output is incomplete,
+ * and the context and plan stay usable). */
+typedef int (*attn_progress_fn)(void *user, uint64_t done, uint64_t total);
+
 typedef struct attn_run_args {
     size_t struct_size;       /* sizeof(attn_run_args) */
     attn_tensor q, k, v, o;
     attn_tensor mask;         /* with mask_kind != NONE */
     attn_tensor lse;          /* with want_lse: f32 [batch, heads, q_len, 1] */
-    const int32_t *kv_lens;   /* optional override of the plan's key lengths for this run */
+    const int32_t *kv_lens;   /* optional override of the plan's key lengths for this run
+                                 (the plan must have been created with kv_lens) */
+    attn_progress_fn progress;/* optional */
+    void *progress_user;
 } attn_run_args;
 
 /* An absent tensor (dtype NONE). */
@@ -290,7 +298,7 @@ typedef struct attn_run_args {
 #define ATTN_RUN_ARGS_INIT                                                                    \
     {                                                                                          \
         sizeof(attn_run_args), ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE,          \
-            ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, NULL                         \
+            ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, NULL, NULL, NULL             \
     }
 
 typedef struct attn_plan_info {
@@ -301,8 +309,13 @@ typedef struct attn_plan_info {
     uint32_t vec_width;       /* explicit vector width of the inner loops (1 = scalar) */
     uint32_t work_group_size;
     char kernel[64];          /* kernel source name */
-    uint64_t device_bytes;    /* device memory one run needs at most (host tensors staged,
-                                 full-size mask, packing scratch) */
+    uint64_t device_bytes;    /* device memory one run needs at most in one pass (host
+                                 tensors staged, full-size mask, packing scratch) */
+    int scheduled;            /* 1: the problem exceeds the budget in one pass and runs as
+                                 query segments x key chunks merged exactly */
+    uint32_t segment_rows;    /* when scheduled: query rows per segment ... */
+    uint32_t chunk_keys;      /* ... and keys per chunk, as planned (halved on OOM) */
+    uint64_t min_device_bytes;/* the least device memory the scheduler can run it in */
 } attn_plan_info;
 
 /* Validates the description, chooses kernels and tiles, and JIT-compiles them (compiled

@@ -32,8 +32,33 @@
 #define ATTN_CAT_(a, b) a##b
 #define ATTN_CAT(a, b) ATTN_CAT_(a, b)
 
-/* Effective key count of batch b. */
+/* Output storage: partial results of the scheduler are f32 whatever the input storage. */
+#ifndef OUT_F32
+#define OUT_F32 0
+#endif
+#if OUT_F32
+#define OUT_T float
+#define STORE_O(p, i, x) ((p)[(i)] = (x))
+#else
+#define OUT_T STORE_T
+#define STORE_O(p, i, x) STORE_S(p, i, x)
+#endif
+
+/* Key count of batch b in the whole problem. */
+inline long attn_batch_kv_len(const attn_params p, __global const int *kv_lens, long b)
+{
+    return p.has_kv_lens ? clamp((long)kv_lens[b], 0L, p.kv_total) : p.kv_total;
+}
+
+/* Keys of batch b this launch may read: those of the batch from k_pos on, at most kv_len. */
 inline long attn_kv_len(const attn_params p, __global const int *kv_lens, long b)
 {
-    return p.has_kv_lens ? clamp((long)kv_lens[b], 0L, p.kv_len) : p.kv_len;
+    return clamp(attn_batch_kv_len(p, kv_lens, b) - p.k_pos, 0L, p.kv_len);
+}
+
+/* Causal, bottom-right aligned on the whole problem: launch row i sees launch key j iff
+ * j <= i + shift (global row q_pos + i sees global key k_pos + j). */
+inline long attn_causal_shift(const attn_params p, __global const int *kv_lens, long b)
+{
+    return p.q_pos - p.k_pos + attn_batch_kv_len(p, kv_lens, b) - p.q_total;
 }

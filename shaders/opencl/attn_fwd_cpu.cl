@@ -42,7 +42,7 @@ inline float hsum16(float16 x)
 }
 
 __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
-                           __global const float *vp, __global STORE_T *o,
+                           __global const float *vp, __global OUT_T *o,
                            __global const MASK_T *mask, __global const int *kv_lens,
                            __global float *lse, const attn_params p)
 {
@@ -54,7 +54,7 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     const long hk = h / (p.num_heads / p.num_kv_heads);
     const long len = attn_kv_len(p, kv_lens, b);
     const int rows = (int)min((long)BLOCK_M, p.q_len - i0);
-    const long shift = len - p.q_len; /* causal: row i sees keys j <= i + shift */
+    const long shift = attn_causal_shift(p, kv_lens, b); /* causal: row i sees j <= i + shift */
     const long kend = p.causal ? clamp(i0 + rows + shift, 0L, len) : len;
 
     /* Q rows, pre-scaled into base-2 logits. Rows past q_len are zero and masked later. */
@@ -156,7 +156,7 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
             vstoreV(acc[r][c] * inv, 0, out + c * VD_VEC);
         const long base = p.o_off + b * p.o_s0 + (i0 + r) * p.o_s1 + h * p.o_s2;
         for (int d = 0; d < V_HEAD_DIM; ++d)
-            STORE_S(o, base + d * p.o_s3, out[d]);
+            STORE_O(o, base + d * p.o_s3, out[d]);
         if (p.want_lse)
             lse[p.l_off + b * p.l_s0 + h * p.l_s1 + (i0 + r) * p.l_s2] =
                 l[r] > 0.0f ? (m[r] + log2(l[r])) * ATTN_LN2 : -INFINITY;

@@ -21,7 +21,7 @@
 
 __kernel __attribute__((reqd_work_group_size(BLOCK_M, 1, 1))) void
 attn_fwd_gpu(__global const STORE_T *q, __global const STORE_T *k, __global const STORE_T *v,
-             __global STORE_T *o, __global const MASK_T *mask, __global const int *kv_lens,
+             __global OUT_T *o, __global const MASK_T *mask, __global const int *kv_lens,
              __global float *lse, const attn_params p)
 {
     __local float ks[BLOCK_N * KS_LD];
@@ -34,7 +34,7 @@ attn_fwd_gpu(__global const STORE_T *q, __global const STORE_T *k, __global cons
     const long b = get_group_id(2);
     const long hk = h / (p.num_heads / p.num_kv_heads);
     const long len = attn_kv_len(p, kv_lens, b);
-    const long shift = len - p.q_len;
+    const long shift = attn_causal_shift(p, kv_lens, b);
     const bool valid = i < p.q_len;
     /* Causal: the group stops after the last key its last row can see. */
     const long kend = p.causal ? clamp(min(i0 + BLOCK_M, p.q_len) + shift, 0L, len) : len;
@@ -112,7 +112,7 @@ attn_fwd_gpu(__global const STORE_T *q, __global const STORE_T *k, __global cons
     const float inv = l > 0.0f ? 1.0f / l : 0.0f;
     const long base = p.o_off + b * p.o_s0 + i * p.o_s1 + h * p.o_s2;
     for (int d = 0; d < V_HEAD_DIM; ++d)
-        STORE_S(o, base + d * p.o_s3, acc[d] * inv);
+        STORE_O(o, base + d * p.o_s3, acc[d] * inv);
     if (p.want_lse)
         lse[p.l_off + b * p.l_s0 + h * p.l_s1 + i * p.l_s2] =
             l > 0.0f ? (m + log2(l)) * ATTN_LN2 : -INFINITY;

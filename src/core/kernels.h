@@ -17,7 +17,10 @@
     X(l_off) X(l_s0) X(l_s1) X(l_s2)                                                          \
     X(batch) X(num_heads) X(num_kv_heads) X(q_len) X(kv_len)                                  \
     X(ld_kv) /* keys per (batch, kv head) in packed K^T / V scratch */                        \
-    X(causal) X(has_kv_lens) X(want_lse) /* run-time switches: no extra JIT variants */
+    X(causal) X(has_kv_lens) X(want_lse) /* run-time switches: no extra JIT variants */      \
+    X(q_pos) X(k_pos)     /* global index of this launch's first query row / first key */  \
+    X(q_total) X(kv_total) /* the whole problem's q_len / kv_len (causal alignment) */      \
+    X(chunk_first) X(chunk_last) /* merge kernel: first / last key chunk of a segment */
 #define ATTN__KPARAMS_F32(X)                                                                  \
     X(scale_log2) /* softmax scale times log2(e): kernels work in base 2 */                   \
     X(reserved)

@@ -6,23 +6,6 @@
 #include "core/kernels.h"
 #include "core/plan.h"
 
-/* Specialisation constants of the attention kernels, described once: the define list
- * of every program is expanded from this table. What changes per run (causal, key
- * lengths, lse) is a run-time switch in attn_params instead, so it costs no compile. */
-typedef struct attn__kspec {
-#define ATTN__KSPEC(X)                                                                        \
-    X(HEAD_DIM, head_dim)                                                                     \
-    X(V_HEAD_DIM, v_head_dim)                                                                 \
-    X(STORAGE_F16, storage_f16)                                                               \
-    X(MASK_KIND, mask_kind)                                                                   \
-    X(BLOCK_M, block_m)  /* CPU: rows per work-item; GPU: rows (= work-items) per group */    \
-    X(BLOCK_N, block_n)  /* keys per tile */                                                  \
-    X(VD_VEC, vd_vec)    /* CPU: vector width over v_head_dim */                              \
-    X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */
-#define ATTN__X(NAME, field) long long field;
-    ATTN__KSPEC(ATTN__X)
-#undef ATTN__X
-} attn__kspec;
 
 static uint32_t spec_defines(const attn__kspec *s, attn__define *out)
 {
@@ -33,8 +16,8 @@ static uint32_t spec_defines(const attn__kspec *s, attn__define *out)
     return n;
 }
 
-#define CPU_KEY_VEC 16 /* keys per score vector in the CPU family (float16) */
-#define PACK_GROUP 16  /* work-items per group of the packing kernel */
+#define CPU_KEY_VEC ATTN__CPU_KEY_VEC
+#define PACK_GROUP ATTN__PACK_GROUP
 
 static uint64_t round_up(uint64_t x, uint64_t m) { return (x + m - 1) / m * m; }
 
@@ -121,6 +104,42 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
     return total >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)total;
 }
 
+/* One program per family: the CPU family's K/V packing kernel is built with its attention
+ * kernel, so a plan costs one compile. The scheduler's program adds the merge kernel and
+ * writes partial outputs in f32. */
+static attn_status compile_program(attn_plan *plan, int chunked)
+{
+    static const char *const cpu_files[] = {"attn_pack.cl", "attn_fwd_cpu.cl", "attn_merge.cl"};
+    static const char *const cpu_entries[] = {"attn_fwd_cpu", "attn_pack_kv", "attn_merge"};
+    static const char *const gpu_files[] = {"attn_fwd_gpu.cl", "attn_merge.cl"};
+    static const char *const gpu_entries[] = {"attn_fwd_gpu", "attn_merge"};
+    const int cpu = plan->info.family == ATTN_FAMILY_CPU;
+    attn__kspec spec = plan->spec;
+    spec.out_f32 = chunked && plan->pb.dtype != ATTN_DTYPE_F32;
+    attn__define defs[16];
+    uint32_t nd = spec_defines(&spec, defs);
+    uint32_t nf = (cpu ? 2u : 1u) + (chunked ? 1u : 0u);
+    void *k[3] = {NULL, NULL, NULL};
+    attn_status st = attn__kernels_get(plan->ctx, cpu ? cpu_files : gpu_files, nf,
+                                       cpu ? cpu_entries : gpu_entries, nf, defs, nd, k);
+    if (st != ATTN_OK)
+        return st;
+    if (!chunked) {
+        plan->k_main = k[0];
+        plan->k_pack = cpu ? k[1] : NULL;
+    } else {
+        plan->k_cmain = k[0];
+        plan->k_cpack = cpu ? k[1] : NULL;
+        plan->k_merge = k[cpu ? 2 : 1];
+    }
+    return ATTN_OK;
+}
+
+attn_status attn__plan_chunk_kernels(attn_plan *plan)
+{
+    return plan->k_merge ? ATTN_OK : compile_program(plan, 1);
+}
+
 attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan **out)
 {
     if (!out)
@@ -143,23 +162,14 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
         plan->info.family = ATTN_FAMILY_AUTO;
         attn__strlcpy(plan->info.kernel, "reference", sizeof plan->info.kernel);
     } else {
-        attn__kspec spec;
-        attn__define defs[16];
-        st = choose_config(plan, &spec);
+        st = choose_config(plan, &plan->spec);
+        if (st == ATTN_OK)
+            st = compile_program(plan, 0);
         if (st == ATTN_OK) {
-            /* One program per family: the CPU family's K/V packing kernel is built with
-             * its attention kernel, so a plan costs one compile. */
-            static const char *const cpu_files[] = {"attn_pack.cl", "attn_fwd_cpu.cl"};
-            static const char *const cpu_entries[] = {"attn_fwd_cpu", "attn_pack_kv"};
-            static const char *const gpu_files[] = {"attn_fwd_gpu.cl"};
-            static const char *const gpu_entries[] = {"attn_fwd_gpu"};
-            int cpu = plan->info.family == ATTN_FAMILY_CPU;
-            void *k[2] = {NULL, NULL};
-            uint32_t n = spec_defines(&spec, defs);
-            st = attn__kernels_get(ctx, cpu ? cpu_files : gpu_files, cpu ? 2 : 1,
-                                   cpu ? cpu_entries : gpu_entries, cpu ? 2 : 1, defs, n, k);
-            plan->k_main = k[0];
-            plan->k_pack = k[1];
+            plan->info.device_bytes = one_pass_bytes(plan);
+            attn__schedule_plan(plan);
+            if (plan->info.scheduled)
+                st = attn__plan_chunk_kernels(plan);
         }
         if (st != ATTN_OK) {
             free(plan->kv_lens);
@@ -173,6 +183,16 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
     return ATTN_OK;
 }
 
+static void free_scratch(attn_plan *plan)
+{
+    plan->ctx->ops->finish(plan->ctx->dev);
+    for (int i = 0; i < ATTN__S_COUNT; ++i) {
+        attn__dev_free(plan->ctx, plan->scratch[i].handle, plan->scratch[i].bytes);
+        plan->scratch[i].handle = NULL;
+        plan->scratch[i].bytes = 0;
+    }
+}
+
 void attn_plan_destroy(attn_plan *plan)
 {
     if (!plan)
@@ -180,9 +200,7 @@ void attn_plan_destroy(attn_plan *plan)
     attn_context *ctx = plan->ctx;
     attn__plan_unlink(ctx, plan);
     if (ctx->dev)
-        ctx->ops->finish(ctx->dev);
-    for (int i = 0; i < ATTN__S_COUNT; ++i)
-        attn__dev_free(ctx, plan->scratch[i].handle, plan->scratch[i].bytes);
+        free_scratch(plan);
     free(plan->kv_lens);
     free(plan);
 }
@@ -233,8 +251,7 @@ static void dense_strides(const int64_t shape[4], int64_t out[4])
         out[i] = out[i + 1] * shape[i + 1];
 }
 
-/* Copies a 4-D strided tensor of `es`-byte elements between two layouts. */
-static void copy_strided(char *dst, const int64_t ds[4], const char *src, const int64_t ss[4],
+void attn__copy_strided(char *dst, const int64_t ds[4], const char *src, const int64_t ss[4],
                          const int64_t shape[4], size_t es)
 {
     for (int64_t a = 0; a < shape[0]; ++a)
@@ -288,7 +305,7 @@ static attn_status stage_in(attn_plan *plan, const attn__bound *b, int slot, dev
     char *tmp = malloc(bytes ? bytes : 1);
     if (!tmp)
         return attn__fail(plan->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "staging tensor");
-    copy_strided(tmp, d->stride, b->view.data, b->view.stride, b->view.shape,
+    attn__copy_strided(tmp, d->stride, b->view.data, b->view.stride, b->view.shape,
                  attn__dtype_size(b->view.dtype));
     st = attn__dev_write(plan->ctx, d->handle, 0, tmp, bytes);
     free(tmp);
@@ -318,7 +335,7 @@ static attn_status read_out(attn_plan *plan, const attn__bound *b, const dev_ten
         return attn__fail(plan->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "reading back a tensor");
     attn_status st = attn__dev_read(plan->ctx, d->handle, 0, tmp, bytes);
     if (st == ATTN_OK)
-        copy_strided(b->view.data, b->view.stride, tmp, d->stride, b->view.shape,
+        attn__copy_strided(b->view.data, b->view.stride, tmp, d->stride, b->view.shape,
                      attn__dtype_size(b->view.dtype));
     free(tmp);
     return st;
@@ -350,6 +367,9 @@ static attn_status run_reference(attn_plan *plan, attn__bound *bound, const int3
         (kp).pre##_s2 = (dt).stride[2];                                                       \
     } while (0)
 
+static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound,
+                                const int32_t *kv_lens);
+
 attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args)
 {
     if (!plan)
@@ -366,6 +386,23 @@ attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args)
     if (ctx->ops->lang == ATTN__LANG_NONE)
         return run_reference(plan, bound, kv_lens);
 
+    if (plan->info.scheduled)
+        return attn__run_scheduled(plan, bound, kv_lens, args);
+    st = run_one_pass(plan, bound, kv_lens);
+    if (st == ATTN_ERROR_OUT_OF_DEVICE_MEMORY || st == ATTN_ERROR_OVER_BUDGET) {
+        /* Out of memory in one pass: give the scratch back and let the scheduler split. */
+        free_scratch(plan);
+        attn__log(ctx, ATTN_LOG_WARN, "one pass does not fit (%s); running scheduled",
+                  attn_status_name(st));
+        st = attn__run_scheduled(plan, bound, kv_lens, args);
+    }
+    return st;
+}
+
+static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const int32_t *kv_lens)
+{
+    attn_context *ctx = plan->ctx;
+    attn_status st;
     const attn__problem *p = &plan->pb;
     dev_tensor q, k, v, o, m, l;
     if ((st = stage_in(plan, &bound[ATTN__T_Q], ATTN__S_Q, &q)) ||
@@ -409,6 +446,8 @@ attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args)
     kp.num_kv_heads = p->num_kv_heads;
     kp.q_len = p->q_len;
     kp.kv_len = p->kv_len;
+    kp.q_total = p->q_len;
+    kp.kv_total = p->kv_len;
     kp.causal = p->causal;
     kp.has_kv_lens = kv_lens != NULL;
     kp.want_lse = p->want_lse;

@@ -16,6 +16,25 @@ typedef struct attn__bound {
     int dense;             /* strides are the default dense layout */
 } attn__bound;
 
+/* Specialisation constants of the attention kernels, described once: the define list
+ * of every program is expanded from this table. What changes per run (causal, key
+ * lengths, lse) is a run-time switch in attn_params instead, so it costs no compile. */
+typedef struct attn__kspec {
+#define ATTN__KSPEC(X)                                                                        \
+    X(HEAD_DIM, head_dim)                                                                     \
+    X(V_HEAD_DIM, v_head_dim)                                                                 \
+    X(STORAGE_F16, storage_f16)                                                               \
+    X(MASK_KIND, mask_kind)                                                                   \
+    X(BLOCK_M, block_m)  /* CPU: rows per work-item; GPU: rows (= work-items) per group */    \
+    X(BLOCK_N, block_n)  /* keys per tile */                                                  \
+    X(VD_VEC, vd_vec)    /* CPU: vector width over v_head_dim */                              \
+    X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */                               \
+    X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */
+#define ATTN__X(NAME, field) long long field;
+    ATTN__KSPEC(ATTN__X)
+#undef ATTN__X
+} attn__kspec;
+
 /* Device scratch kept by a plan between runs. */
 enum {
     ATTN__S_Q, ATTN__S_K, ATTN__S_V, ATTN__S_O, ATTN__S_MASK, ATTN__S_LSE, /* host staging */
@@ -33,12 +52,34 @@ struct attn_plan {
     int32_t *kv_lens;     /* plan's copy, or NULL */
     attn_plan_info info;
     uint32_t vd_pad;      /* CPU family: v_head_dim padded to the vector width */
+    attn__kspec spec;     /* the specialisation chosen by the planner */
     void *k_pack, *k_main;
+    /* The scheduler's kernels (attention with f32 partial output, packing, merge),
+     * compiled when the plan is scheduled or first falls back to the scheduler. */
+    void *k_cpack, *k_cmain, *k_merge;
     attn__scratch scratch[ATTN__S_COUNT];
     struct attn_plan *prev, *next;
 };
 
 size_t attn__dtype_size(attn_dtype t);
+
+#define ATTN__CPU_KEY_VEC 16 /* keys per score vector in the CPU family (float16) */
+#define ATTN__PACK_GROUP 16  /* work-items per group of the packing kernel */
+
+/* Compiles the scheduler's kernels of a plan (idempotent). */
+attn_status attn__plan_chunk_kernels(attn_plan *plan);
+
+/* Runs a plan as query segments x key chunks within the device-memory budget, merging
+ * partial results exactly (src/core/schedule.c). */
+attn_status attn__run_scheduled(attn_plan *plan, const attn__bound bound[ATTN__T_COUNT],
+                                const int32_t *kv_lens, const attn_run_args *args);
+
+/* Plans segment rows / chunk keys for the budget; fills plan->info's scheduler fields. */
+void attn__schedule_plan(attn_plan *plan);
+
+/* Copies a 4-D strided tensor of `es`-byte elements between two layouts. */
+void attn__copy_strided(char *dst, const int64_t ds[4], const char *src, const int64_t ss[4],
+                        const int64_t shape[4], size_t es);
 
 /* Checks a description and resolves its defaults. On success *kv_lens is a copy of the
  * description's lengths (or NULL); the caller frees it. */
