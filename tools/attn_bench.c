@@ -1,0 +1,724 @@
+/* attn_bench.c — attn-bench: times one attention problem on a device through the public
+ * API and, with --check, compares its output with the reference backend. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
+#endif
+
+#include <attn/attn.h>
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EXIT_USAGE 2
+
+/* Tolerances of DESIGN.md §7, relative to 1 + |ref|. */
+#define TOL_F32 1e-4
+#define TOL_F16 2e-3
+
+/* ---- options ---------------------------------------------------------------------------*/
+
+typedef struct bench_opts {
+    int64_t batch, heads, kv_heads, q_len, kv_len, head_dim, v_head_dim;
+    int64_t device, reps, warmup;
+    attn_dtype dtype;
+    attn_backend backend;
+    attn_kernel_family family;
+    bool causal, check, json, help;
+} bench_opts;
+
+/* An integer flag: where it goes, its range, and whether k/K (x1024) is accepted. */
+typedef struct int_flag {
+    const char *name;
+    int64_t *dst;
+    int64_t min, max;
+    bool suffix;
+} int_flag;
+
+/* A flag whose value is one of a few words. */
+typedef struct word_value {
+    const char *word;
+    int value;
+} word_value;
+
+static const word_value dtype_words[] = {
+    {"f32", ATTN_DTYPE_F32}, {"f16", ATTN_DTYPE_F16}, {NULL, 0}};
+static const word_value backend_words[] = {{"auto", ATTN_BACKEND_AUTO},
+                                           {"opencl", ATTN_BACKEND_OPENCL},
+                                           {"vulkan", ATTN_BACKEND_VULKAN},
+                                           {"reference", ATTN_BACKEND_REFERENCE},
+                                           {NULL, 0}};
+static const word_value family_words[] = {
+    {"auto", ATTN_FAMILY_AUTO}, {"cpu", ATTN_FAMILY_CPU}, {"gpu", ATTN_FAMILY_GPU}, {NULL, 0}};
+
+static const char *word_of(const word_value *table, int value)
+{
+    for (; table->word; table++)
+        if (table->value == value)
+            return table->word;
+    return "unknown";
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: attn-bench [options]\n"
+            "Times attention O = softmax(Q K^T / sqrt(d)) V on one device.\n"
+            "\n"
+            "problem:\n"
+            "  --batch N         batch size (1)\n"
+            "  --heads N         query heads (8)\n"
+            "  --kv-heads N      key/value heads, must divide --heads (= heads)\n"
+            "  --q-len N         query tokens, k/K suffix = x1024 (2048)\n"
+            "  --kv-len N        key/value tokens, k/K suffix = x1024 (= q-len)\n"
+            "  --head-dim N      Q/K head dimension, at most %d (64)\n"
+            "  --v-head-dim N    V/O head dimension, at most %d (= head-dim)\n"
+            "  --dtype T         storage type: f32 | f16 (f32)\n"
+            "  --causal          causal mask, aligned bottom-right\n"
+            "device:\n"
+            "  --backend B       auto | opencl | vulkan | reference (auto)\n"
+            "  --device N        device index within the backend; ignored with auto (0)\n"
+            "  --family F        kernel family: auto | cpu | gpu (auto)\n"
+            "measurement:\n"
+            "  --reps N          timed runs; the median is reported (5)\n"
+            "  --warmup N        untimed runs first (1)\n"
+            "  --check           compare the output with the reference backend; exit 1 on FAIL\n"
+            "  --json            print one JSON object on stdout instead of text\n"
+            "  --help            this text\n"
+            "\n"
+            "Options take their value as '--flag N' or '--flag=N'.\n"
+            "Exit status: 0 success, 1 library error or failed check, 2 bad usage.\n",
+            ATTN_MAX_HEAD_DIM, ATTN_MAX_HEAD_DIM);
+}
+
+static void usage_error(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "attn-bench: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, "\nTry 'attn-bench --help' for the list of options.\n");
+}
+
+/* Parses a decimal integer with an optional k/K suffix into *out; false if malformed,
+ * out of [min, max] or overflowing. */
+static bool parse_int(const char *s, bool suffix, int64_t min, int64_t max, int64_t *out)
+{
+    if (!(*s >= '0' && *s <= '9') && !(*s == '-' && min < 0))
+        return false; /* strtoll would accept spaces, a sign or nothing */
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s)
+        return false;
+    if (suffix && (*end == 'k' || *end == 'K')) {
+        if (v > INT64_MAX / 1024 || v < INT64_MIN / 1024)
+            return false;
+        v *= 1024;
+        end++;
+    }
+    if (*end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_word(const word_value *table, const char *s, int *out)
+{
+    for (; table->word; table++)
+        if (!strcmp(table->word, s)) {
+            *out = table->value;
+            return true;
+        }
+    return false;
+}
+
+/* Fills *o from argv. Returns 0, or EXIT_USAGE after printing why. */
+static int parse_args(int argc, char **argv, bench_opts *o)
+{
+    *o = (bench_opts){.batch = 1, .heads = 8, .kv_heads = -1, .q_len = 2048, .kv_len = -1,
+                      .head_dim = 64, .v_head_dim = -1, .device = 0, .reps = 5, .warmup = 1,
+                      .dtype = ATTN_DTYPE_F32, .backend = ATTN_BACKEND_AUTO,
+                      .family = ATTN_FAMILY_AUTO};
+    /* Lengths up to 2^31 keep visible_pairs() exact in 64 bits. */
+    const int64_t len_max = INT64_C(1) << 31, count_max = INT64_C(1) << 20;
+    const int_flag ints[] = {
+        {"batch", &o->batch, 1, count_max, true},
+        {"heads", &o->heads, 1, count_max, false},
+        {"kv-heads", &o->kv_heads, 1, count_max, false},
+        {"q-len", &o->q_len, 1, len_max, true},
+        {"kv-len", &o->kv_len, 1, len_max, true},
+        {"head-dim", &o->head_dim, 1, ATTN_MAX_HEAD_DIM, false},
+        {"v-head-dim", &o->v_head_dim, 1, ATTN_MAX_HEAD_DIM, false},
+        {"device", &o->device, 0, UINT32_MAX, false},
+        {"reps", &o->reps, 1, 1000000, false},
+        {"warmup", &o->warmup, 0, 1000000, false},
+    };
+    const struct {
+        const char *name;
+        bool *dst;
+    } bools[] = {{"causal", &o->causal}, {"check", &o->check}, {"json", &o->json},
+                 {"help", &o->help}};
+
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "-h")) {
+            o->help = true;
+            continue;
+        }
+        if (strncmp(arg, "--", 2) != 0 || !arg[2]) {
+            usage_error("unexpected argument '%s'%s", arg, "");
+            return EXIT_USAGE;
+        }
+        /* Split "--name=value" or take the value from the next argument. */
+        char name[32];
+        const char *eq = strchr(arg + 2, '='), *value = NULL;
+        size_t len = eq ? (size_t)(eq - (arg + 2)) : strlen(arg + 2);
+        if (len >= sizeof name) {
+            usage_error("unknown option '%s'%s", arg, "");
+            return EXIT_USAGE;
+        }
+        memcpy(name, arg + 2, len);
+        name[len] = '\0';
+
+        bool found = false;
+        for (size_t b = 0; b < sizeof bools / sizeof bools[0]; b++) {
+            if (strcmp(name, bools[b].name) != 0)
+                continue;
+            if (eq) {
+                usage_error("option '--%s' takes no value%s", name, "");
+                return EXIT_USAGE;
+            }
+            *bools[b].dst = true;
+            found = true;
+        }
+        if (found)
+            continue;
+
+        bool takes_value = !strcmp(name, "dtype") || !strcmp(name, "backend") ||
+                           !strcmp(name, "family");
+        for (size_t f = 0; f < sizeof ints / sizeof ints[0]; f++)
+            takes_value |= !strcmp(name, ints[f].name);
+        if (!takes_value) {
+            usage_error("unknown option '%s'%s", arg, "");
+            return EXIT_USAGE;
+        }
+        if (eq) {
+            value = eq + 1;
+        } else if (i + 1 < argc) {
+            value = argv[++i];
+        } else {
+            usage_error("option '--%s' needs a value%s", name, "");
+            return EXIT_USAGE;
+        }
+
+        const word_value *words = !strcmp(name, "dtype")     ? dtype_words
+                                  : !strcmp(name, "backend") ? backend_words
+                                  : !strcmp(name, "family")  ? family_words
+                                                             : NULL;
+        if (words) {
+            int v;
+            if (!parse_word(words, value, &v)) {
+                char allowed[96] = "";
+                for (const word_value *w = words; w->word; w++) {
+                    strcat(allowed, w == words ? "" : ", ");
+                    strcat(allowed, w->word);
+                }
+                fprintf(stderr, "attn-bench: invalid value '%s' for --%s (one of: %s)\n", value,
+                        name, allowed);
+                fprintf(stderr, "Try 'attn-bench --help' for the list of options.\n");
+                return EXIT_USAGE;
+            }
+            if (words == dtype_words)
+                o->dtype = (attn_dtype)v;
+            else if (words == backend_words)
+                o->backend = (attn_backend)v;
+            else
+                o->family = (attn_kernel_family)v;
+            continue;
+        }
+        for (size_t f = 0; f < sizeof ints / sizeof ints[0]; f++) {
+            const int_flag *fl = &ints[f];
+            if (strcmp(name, fl->name) != 0)
+                continue;
+            if (!parse_int(value, fl->suffix, fl->min, fl->max, fl->dst)) {
+                fprintf(stderr,
+                        "attn-bench: invalid value '%s' for --%s (an integer from %" PRId64
+                        " to %" PRId64 "%s)\n",
+                        value, name, fl->min, fl->max, fl->suffix ? "; k/K = x1024" : "");
+                fprintf(stderr, "Try 'attn-bench --help' for the list of options.\n");
+                return EXIT_USAGE;
+            }
+        }
+    }
+    if (o->kv_heads < 0)
+        o->kv_heads = o->heads;
+    if (o->kv_len < 0)
+        o->kv_len = o->q_len;
+    if (o->v_head_dim < 0)
+        o->v_head_dim = o->head_dim;
+    return 0;
+}
+
+/* ---- small helpers ---------------------------------------------------------------------*/
+
+/* splitmix64: a fixed seed gives the same inputs on every machine and run. */
+static uint64_t rng_next(uint64_t *state)
+{
+    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1): 24 random bits, so every value is exact in f32. */
+static float rng_uniform(uint64_t *state)
+{
+    return (float)(rng_next(state) >> 40) * (2.0f / 16777216.0f) - 1.0f;
+}
+
+/* IEEE binary32 -> binary16, round to nearest, ties to even; overflow gives infinity. */
+static uint16_t half_from_float(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    uint32_t exp = (x >> 23) & 0xffu, mant = x & 0x7fffffu;
+    if (exp == 0xffu) /* inf stays inf; NaN stays a (quiet) NaN */
+        return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0u));
+    int e = (int)exp - 127 + 15;
+    if (e >= 31)
+        return (uint16_t)(sign | 0x7c00u);
+    if (e <= 0) { /* half subnormal (or zero): shift the full significand into place */
+        int shift = 14 - e;
+        if (shift > 24)
+            return sign;
+        mant |= 0x800000u;
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1u), tie = 1u << (shift - 1);
+        if (rem > tie || (rem == tie && (h & 1u)))
+            h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
+        h++; /* a carry into the exponent is the right result, up to infinity */
+    return (uint16_t)(sign | h);
+}
+
+static float half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+    if (exp == 0) {
+        float v = ldexpf((float)mant, -24);
+        return sign ? -v : v;
+    }
+    uint32_t x = sign | (mant << 13) | (exp == 31 ? 0x7f800000u : (exp + 112) << 23);
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* a * b into *out unless it overflows size_t. */
+static bool mul_size(size_t a, size_t b, size_t *out)
+{
+    if (a && b > SIZE_MAX / a)
+        return false;
+    *out = a * b;
+    return true;
+}
+
+/* The element count of a [a, b, c, d] tensor (all positive) unless it overflows size_t. */
+static bool count4(int64_t a, int64_t b, int64_t c, int64_t d, size_t *out)
+{
+    const int64_t dims[4] = {a, b, c, d};
+    size_t n = 1;
+    for (int i = 0; i < 4; i++)
+        if ((uint64_t)dims[i] > SIZE_MAX || !mul_size(n, (size_t)dims[i], &n))
+            return false;
+    *out = n;
+    return true;
+}
+
+/* Number of (i, j) pairs a problem computes: all of them without a mask; with causal,
+ * query i sees keys j <= i + kv_len - q_len (bottom-right alignment), clipped to
+ * [0, kv_len). Exact for lengths up to 2^31 (the total stays below 2^62). */
+static uint64_t visible_pairs(int64_t q_len, int64_t kv_len, bool causal)
+{
+    if (!causal)
+        return (uint64_t)q_len * (uint64_t)kv_len;
+    /* Row i sees i + off + 1 keys: none for i < -off, then a ramp 1, 2, ... that the
+     * last row, i = q_len - 1, always ends at exactly kv_len. */
+    const int64_t off = kv_len - q_len;
+    const int64_t first = off < 0 ? -off : 0; /* first row that sees a key */
+    if (first > q_len - 1)
+        return 0;
+    const uint64_t lo = (uint64_t)(first + off + 1), hi = (uint64_t)kv_len;
+    const uint64_t rows = hi - lo + 1; /* = q_len - first */
+    /* lo + ... + hi; one of (lo + hi), rows is even. */
+    return (lo + hi) % 2 == 0 ? (lo + hi) / 2 * rows : (lo + hi) * (rows / 2);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static const char *device_type_name(attn_device_type t)
+{
+    switch (t) {
+    case ATTN_DEVICE_CPU: return "cpu";
+    case ATTN_DEVICE_INTEGRATED_GPU: return "integrated gpu";
+    case ATTN_DEVICE_DISCRETE_GPU: return "discrete gpu";
+    default: return "other";
+    }
+}
+
+/* Prints a failing call's status and the library's detail; returns the exit status. */
+static int fail(const char *what, attn_status s)
+{
+    const char *detail = attn_last_detail();
+    fprintf(stderr, "attn-bench: %s failed: %s: %s\n", what, attn_status_name(s),
+            attn_status_string(s));
+    if (detail && *detail)
+        fprintf(stderr, "  detail: %s\n", detail);
+    return 1;
+}
+
+#define TRY(what, call)                                                                        \
+    do {                                                                                       \
+        attn_status s_ = (call);                                                               \
+        if (s_ != ATTN_OK)                                                                     \
+            return fail(what, s_);                                                             \
+    } while (0)
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            fprintf(f, "\\%c", *p);
+        else if (*p < 0x20)
+            fprintf(f, "\\u%04x", *p);
+        else
+            fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* A finite number, or null: JSON has no inf or NaN. */
+static void json_number(FILE *f, double v)
+{
+    if (isfinite(v))
+        fprintf(f, "%.9g", v);
+    else
+        fputs("null", f);
+}
+
+/* ---- the benchmark ---------------------------------------------------------------------*/
+
+/* Everything that must be freed, whichever way the run ends. */
+typedef struct bench {
+    attn_context *ctx, *ref_ctx;
+    attn_plan *plan, *ref_plan;
+    attn_buffer *qb, *kb, *vb, *ob;
+    void *q, *k, *v, *o, *o_ref;
+    double *times;
+} bench;
+
+static void bench_free(bench *b)
+{
+    attn_plan_destroy(b->ref_plan);
+    attn_plan_destroy(b->plan);
+    attn_buffer_destroy(b->qb);
+    attn_buffer_destroy(b->kb);
+    attn_buffer_destroy(b->vb);
+    attn_buffer_destroy(b->ob);
+    attn_context_destroy(b->ref_ctx);
+    attn_context_destroy(b->ctx);
+    free(b->q);
+    free(b->k);
+    free(b->v);
+    free(b->o);
+    free(b->o_ref);
+    free(b->times);
+}
+
+/* Allocates n elements of storage `dtype` filled from the generator. */
+static void *make_input(size_t n, attn_dtype dtype, uint64_t *rng)
+{
+    if (dtype == ATTN_DTYPE_F16) {
+        uint16_t *p = malloc(n ? n * sizeof *p : 1);
+        for (size_t i = 0; p && i < n; i++)
+            p[i] = half_from_float(rng_uniform(rng));
+        return p;
+    }
+    float *p = malloc(n ? n * sizeof *p : 1);
+    for (size_t i = 0; p && i < n; i++)
+        p[i] = rng_uniform(rng);
+    return p;
+}
+
+static double element(const void *p, attn_dtype dtype, size_t i)
+{
+    if (dtype == ATTN_DTYPE_F16)
+        return half_to_float(((const uint16_t *)p)[i]);
+    return ((const float *)p)[i];
+}
+
+/* Results of the check; checked = false when --check was not given. max_err and
+ * worst_ratio cover the finite outputs; nonfinite counts NaN/inf ones (any fails). */
+typedef struct check_result {
+    bool checked, pass;
+    double max_err, worst_ratio, tolerance;
+    size_t nonfinite;
+} check_result;
+
+static int run(const bench_opts *o, bench *b)
+{
+    const bool text = !o->json;
+    const attn_dtype dt = o->dtype;
+    const size_t esize = dt == ATTN_DTYPE_F16 ? 2 : 4;
+
+    size_t nq, nk, nv, no, bq, bk, bv, bo;
+    if (!count4(o->batch, o->q_len, o->heads, o->head_dim, &nq) ||
+        !count4(o->batch, o->kv_len, o->kv_heads, o->head_dim, &nk) ||
+        !count4(o->batch, o->kv_len, o->kv_heads, o->v_head_dim, &nv) ||
+        !count4(o->batch, o->q_len, o->heads, o->v_head_dim, &no) || !mul_size(nq, esize, &bq) ||
+        !mul_size(nk, esize, &bk) || !mul_size(nv, esize, &bv) || !mul_size(no, esize, &bo)) {
+        fprintf(stderr, "attn-bench: the problem is too large for this machine's address space\n");
+        return EXIT_USAGE;
+    }
+
+    /* Context and device. */
+    attn_context_params cp = ATTN_CONTEXT_PARAMS_INIT;
+    cp.backend = o->backend;
+    cp.device_index = (uint32_t)o->device;
+    cp.kernel_family = o->family;
+    TRY("attn_context_create", attn_context_create(&cp, &b->ctx));
+    attn_device_info dev = {.struct_size = sizeof dev};
+    TRY("attn_context_device_info", attn_context_device_info(b->ctx, &dev));
+    if (text) {
+        printf("attn-bench %s\n", attn_version_string());
+        printf("device:   %s (%s #%" PRIu32 ", %s; %s)\n", dev.name,
+               word_of(backend_words, dev.backend), dev.index, device_type_name(dev.type),
+               dev.api_version);
+        printf("problem:  batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), q_len %" PRId64
+               ", kv_len %" PRId64 ", head_dim %" PRId64 ", v_head_dim %" PRId64 ", %s, %s\n",
+               o->batch, o->heads, o->kv_heads, o->q_len, o->kv_len, o->head_dim, o->v_head_dim,
+               word_of(dtype_words, dt), o->causal ? "causal" : "non-causal");
+        fflush(stdout);
+    }
+
+    /* Device buffers first, so a problem the device cannot hold fails before the host
+     * copies are filled; timed runs then measure device work, not transfers. */
+    TRY("attn_buffer_create (Q)", attn_buffer_create(b->ctx, bq, &b->qb));
+    TRY("attn_buffer_create (K)", attn_buffer_create(b->ctx, bk, &b->kb));
+    TRY("attn_buffer_create (V)", attn_buffer_create(b->ctx, bv, &b->vb));
+    TRY("attn_buffer_create (O)", attn_buffer_create(b->ctx, bo, &b->ob));
+
+    /* Inputs: one generator, Q then K then V, so a shape always gets the same values. */
+    uint64_t rng = UINT64_C(0x5eed0a77e2024);
+    b->q = make_input(nq, dt, &rng);
+    b->k = make_input(nk, dt, &rng);
+    b->v = make_input(nv, dt, &rng);
+    b->o = malloc(bo ? bo : 1);
+    if (!b->q || !b->k || !b->v || !b->o) {
+        fprintf(stderr, "attn-bench: out of host memory for the inputs and output\n");
+        return 1;
+    }
+    TRY("attn_buffer_upload (Q)", attn_buffer_upload(b->qb, 0, b->q, bq));
+    TRY("attn_buffer_upload (K)", attn_buffer_upload(b->kb, 0, b->k, bk));
+    TRY("attn_buffer_upload (V)", attn_buffer_upload(b->vb, 0, b->v, bv));
+
+    attn_desc desc = ATTN_DESC_INIT;
+    desc.batch = o->batch;
+    desc.num_heads = o->heads;
+    desc.num_kv_heads = o->kv_heads;
+    desc.q_len = o->q_len;
+    desc.kv_len = o->kv_len;
+    desc.head_dim = o->head_dim;
+    desc.v_head_dim = o->v_head_dim;
+    desc.dtype = dt;
+    desc.causal = o->causal;
+
+    double t0 = now_ms();
+    TRY("attn_plan_create", attn_plan_create(b->ctx, &desc, &b->plan));
+    double plan_ms = now_ms() - t0;
+    attn_plan_info info = {.struct_size = sizeof info};
+    TRY("attn_plan_get_info", attn_plan_get_info(b->plan, &info));
+    if (text) {
+        printf("plan:     family %s, block_m %" PRIu32 ", block_n %" PRIu32 ", vec_width %" PRIu32
+               ", work_group %" PRIu32 ", kernel %s\n",
+               word_of(family_words, info.family), info.block_m, info.block_n, info.vec_width,
+               info.work_group_size, info.kernel);
+        printf("plan+JIT: %.1f ms\n", plan_ms);
+        fflush(stdout);
+    }
+
+    attn_run_args args = {.struct_size = sizeof args};
+    args.q = attn_tensor_buffer(dt, o->batch, o->q_len, o->heads, o->head_dim, b->qb, 0);
+    args.k = attn_tensor_buffer(dt, o->batch, o->kv_len, o->kv_heads, o->head_dim, b->kb, 0);
+    args.v = attn_tensor_buffer(dt, o->batch, o->kv_len, o->kv_heads, o->v_head_dim, b->vb, 0);
+    args.o = attn_tensor_buffer(dt, o->batch, o->q_len, o->heads, o->v_head_dim, b->ob, 0);
+
+    for (int64_t i = 0; i < o->warmup; i++)
+        TRY("attn_plan_run (warmup)", attn_plan_run(b->plan, &args));
+    b->times = malloc((size_t)o->reps * sizeof *b->times);
+    if (!b->times) {
+        fprintf(stderr, "attn-bench: out of host memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < o->reps; i++) {
+        t0 = now_ms();
+        TRY("attn_plan_run", attn_plan_run(b->plan, &args));
+        b->times[i] = now_ms() - t0;
+    }
+    qsort(b->times, (size_t)o->reps, sizeof *b->times, cmp_double);
+    size_t mid = (size_t)o->reps / 2;
+    double ms_median = o->reps % 2 ? b->times[mid] : 0.5 * (b->times[mid - 1] + b->times[mid]);
+    double ms_min = b->times[0];
+    double flops = 2.0 * (double)o->batch * (double)o->heads *
+                   (double)visible_pairs(o->q_len, o->kv_len, o->causal) *
+                   (double)(o->head_dim + o->v_head_dim);
+    double gflops = ms_median > 0 ? flops / (ms_median * 1e6) : NAN;
+
+    attn_stats stats = {.struct_size = sizeof stats};
+    TRY("attn_context_get_stats", attn_context_get_stats(b->ctx, &stats));
+    if (text) {
+        printf("run:      median %.3f ms, min %.3f ms over %" PRId64 " reps (%" PRId64
+               " warmup); %.2f GFLOP/s (%.3f GFLOP per run)\n",
+               ms_median, ms_min, o->reps, o->warmup, gflops, flops * 1e-9);
+        printf("memory:   peak device bytes %" PRIu64 " (%.1f MiB), kernels compiled %" PRIu64 "\n",
+               stats.peak_device_bytes, (double)stats.peak_device_bytes / 1048576.0,
+               stats.kernels_compiled);
+        fflush(stdout);
+    }
+
+    /* The check: the same description on the reference backend, same inputs on the host. */
+    check_result chk = {.checked = o->check, .tolerance = dt == ATTN_DTYPE_F16 ? TOL_F16 : TOL_F32};
+    if (o->check) {
+        if (text) {
+            printf("check:    computing the reference on the host (double precision)\n");
+            fflush(stdout);
+        }
+        TRY("attn_buffer_download (O)", attn_buffer_download(b->ob, 0, b->o, bo));
+        b->o_ref = malloc(bo ? bo : 1);
+        if (!b->o_ref) {
+            fprintf(stderr, "attn-bench: out of host memory for the reference output\n");
+            return 1;
+        }
+        attn_context_params rp = ATTN_CONTEXT_PARAMS_INIT;
+        rp.backend = ATTN_BACKEND_REFERENCE;
+        TRY("attn_context_create (reference)", attn_context_create(&rp, &b->ref_ctx));
+        TRY("attn_plan_create (reference)", attn_plan_create(b->ref_ctx, &desc, &b->ref_plan));
+        attn_run_args rargs = {.struct_size = sizeof rargs};
+        rargs.q = attn_tensor_host(dt, o->batch, o->q_len, o->heads, o->head_dim, b->q);
+        rargs.k = attn_tensor_host(dt, o->batch, o->kv_len, o->kv_heads, o->head_dim, b->k);
+        rargs.v = attn_tensor_host(dt, o->batch, o->kv_len, o->kv_heads, o->v_head_dim, b->v);
+        rargs.o = attn_tensor_host(dt, o->batch, o->q_len, o->heads, o->v_head_dim, b->o_ref);
+        TRY("attn_plan_run (reference)", attn_plan_run(b->ref_plan, &rargs));
+
+        for (size_t i = 0; i < no; i++) {
+            double got = element(b->o, dt, i), ref = element(b->o_ref, dt, i);
+            double err = fabs(got - ref), ratio = err / (1.0 + fabs(ref));
+            if (!isfinite(got) || !isfinite(ref)) {
+                chk.nonfinite++;
+                continue;
+            }
+            if (err > chk.max_err)
+                chk.max_err = err;
+            if (ratio > chk.worst_ratio)
+                chk.worst_ratio = ratio;
+        }
+        chk.pass = chk.nonfinite == 0 && chk.worst_ratio <= chk.tolerance;
+        if (text) {
+            printf("check:    max |err| %.3g, worst err/(1+|ref|) %.3g, tolerance %.0e",
+                   chk.max_err, chk.worst_ratio, chk.tolerance);
+            if (chk.nonfinite)
+                printf(", %zu non-finite values", chk.nonfinite);
+            printf(": %s\n", chk.pass ? "PASS" : "FAIL");
+        }
+    }
+
+    if (o->json) {
+        FILE *f = stdout;
+        fputs("{\"device\": ", f);
+        json_string(f, dev.name);
+        fputs(", \"backend\": ", f);
+        json_string(f, word_of(backend_words, dev.backend));
+        fprintf(f, ", \"device_index\": %" PRIu32 ", \"device_type\": ", dev.index);
+        json_string(f, device_type_name(dev.type));
+        fputs(", \"api_version\": ", f);
+        json_string(f, dev.api_version);
+        fputs(", \"version\": ", f);
+        json_string(f, attn_version_string());
+        fprintf(f,
+                ", \"batch\": %" PRId64 ", \"heads\": %" PRId64 ", \"kv_heads\": %" PRId64
+                ", \"q_len\": %" PRId64 ", \"kv_len\": %" PRId64 ", \"head_dim\": %" PRId64
+                ", \"v_head_dim\": %" PRId64 ", \"dtype\": \"%s\", \"causal\": %s",
+                o->batch, o->heads, o->kv_heads, o->q_len, o->kv_len, o->head_dim, o->v_head_dim,
+                word_of(dtype_words, dt), o->causal ? "true" : "false");
+        fprintf(f,
+                ", \"family\": \"%s\", \"block_m\": %" PRIu32 ", \"block_n\": %" PRIu32
+                ", \"vec_width\": %" PRIu32 ", \"work_group_size\": %" PRIu32 ", \"kernel\": ",
+                word_of(family_words, info.family), info.block_m, info.block_n, info.vec_width,
+                info.work_group_size);
+        json_string(f, info.kernel);
+        fprintf(f, ", \"reps\": %" PRId64 ", \"warmup\": %" PRId64 ", \"plan_ms\": ", o->reps,
+                o->warmup);
+        json_number(f, plan_ms);
+        fputs(", \"ms_median\": ", f);
+        json_number(f, ms_median);
+        fputs(", \"ms_min\": ", f);
+        json_number(f, ms_min);
+        fputs(", \"flops\": ", f);
+        json_number(f, flops);
+        fputs(", \"gflops\": ", f);
+        json_number(f, gflops);
+        fputs(", \"max_err\": ", f);
+        json_number(f, chk.checked ? chk.max_err : NAN);
+        fputs(", \"max_err_ratio\": ", f);
+        json_number(f, chk.checked ? chk.worst_ratio : NAN);
+        fputs(", \"tolerance\": ", f);
+        json_number(f, chk.checked ? chk.tolerance : NAN);
+        fprintf(f, ", \"nonfinite\": %zu", chk.nonfinite);
+        fprintf(f, ", \"check\": %s", !chk.checked ? "null" : chk.pass ? "\"pass\"" : "\"fail\"");
+        fprintf(f,
+                ", \"peak_device_bytes\": %" PRIu64 ", \"memory_budget\": %" PRIu64
+                ", \"kernels_compiled\": %" PRIu64 ", \"compile_cache_hits\": %" PRIu64 "}\n",
+                stats.peak_device_bytes, stats.memory_budget, stats.kernels_compiled,
+                stats.compile_cache_hits);
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "attn-bench: writing the results failed: %s\n", strerror(errno));
+        return 1;
+    }
+    return chk.checked && !chk.pass ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_opts opts;
+    int rc = parse_args(argc, argv, &opts);
+    if (rc)
+        return rc;
+    if (opts.help) {
+        usage(stdout);
+        return 0;
+    }
+    bench b = {0};
+    rc = run(&opts, &b);
+    bench_free(&b);
+    return rc;
+}
