@@ -450,6 +450,17 @@ attn_status attn__dev_alloc(attn_context *ctx, uint64_t bytes, void **handle)
                           "%llu bytes (%llu in use)",
                           (unsigned long long)bytes, (unsigned long long)ctx->budget,
                           (unsigned long long)now);
+    /* Test hook: ATTN_DEBUG_FAIL_ALLOC_ABOVE=N makes every allocation above N bytes fail
+     * as a device out-of-memory would, so recovery paths can be tested on any device. */
+    const char *inject = getenv("ATTN_DEBUG_FAIL_ALLOC_ABOVE");
+    if (inject && *inject && bytes > parse_bytes(inject)) {
+        pthread_mutex_lock(&ctx->lock);
+        ctx->stats.device_bytes -= bytes;
+        pthread_mutex_unlock(&ctx->lock);
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_DEVICE_MEMORY,
+                          "injected allocation failure: %llu bytes > ATTN_DEBUG_FAIL_ALLOC_ABOVE",
+                          (unsigned long long)bytes);
+    }
     if (bytes > ctx->info.max_alloc_bytes && ctx->info.max_alloc_bytes) {
         pthread_mutex_lock(&ctx->lock);
         ctx->stats.device_bytes -= bytes;

@@ -31,6 +31,13 @@ void attn__ref_attention(const attn__problem *p, const attn__view *q, const attn
                          const attn__view *v, const attn__view *o, const attn__view *mask,
                          const attn__view *lse, const int32_t *kv_lens);
 
+/* The scheduler's exact merge, in double: two partial results (normalised rows o1, o2 of
+ * `dim` values and their log-sum-exp) over disjoint key sets combine into (o, lse). Rows
+ * with lse -inf on both sides stay zero with lse -inf. The device merge kernel
+ * (shaders/opencl/attn_merge.cl) implements the same formula in f32. */
+void attn__ref_merge(size_t rows, size_t dim, const double *o1, const double *lse1,
+                     const double *o2, const double *lse2, double *o, double *lse);
+
 /* Effective key length of batch b (clamped to [0, kv_len]) and the causal offset:
  * query i sees key j iff j < len && (!causal || j <= i + len - q_len). */
 static inline int64_t attn__kv_len_of(const attn__problem *p, const int32_t *kv_lens, int64_t b)

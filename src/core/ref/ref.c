@@ -126,3 +126,22 @@ void attn__ref_attention(const attn__problem *p, const attn__view *q, const attn
     }
     free(w);
 }
+
+void attn__ref_merge(size_t rows, size_t dim, const double *o1, const double *lse1,
+                     const double *o2, const double *lse2, double *o, double *lse)
+{
+    for (size_t r = 0; r < rows; ++r) {
+        const double a = lse1[r], c = lse2[r], m = a > c ? a : c;
+        double wa = 0.0, wc = 0.0, l = -INFINITY;
+        if (m != -INFINITY) {
+            const double ea = exp(a - m), ec = exp(c - m);
+            wa = ea / (ea + ec);
+            wc = ec / (ea + ec);
+            l = m + log(ea + ec);
+        }
+        for (size_t d = 0; d < dim; ++d)
+            o[r * dim + d] = (wa != 0.0 ? wa * o1[r * dim + d] : 0.0) +
+                             (wc != 0.0 ? wc * o2[r * dim + d] : 0.0);
+        lse[r] = l;
+    }
+}
