@@ -25,11 +25,11 @@
 
 typedef struct bench_opts {
     int64_t batch, heads, kv_heads, q_len, kv_len, head_dim, v_head_dim;
-    int64_t device, reps, warmup;
+    int64_t device, reps, warmup, budget, check_rows;
     attn_dtype dtype;
     attn_backend backend;
     attn_kernel_family family;
-    bool causal, check, json, help;
+    bool causal, check, json, help, host;
 } bench_opts;
 
 /* An integer flag: where it goes, its range, and whether k/K (x1024) is accepted. */
@@ -88,6 +88,11 @@ static void usage(FILE *f)
             "  --reps N          timed runs; the median is reported (5)\n"
             "  --warmup N        untimed runs first (1)\n"
             "  --check           compare the output with the reference backend; exit 1 on FAIL\n"
+            "  --check-rows N    with --check: compare only N query rows (all heads), spread over\n"
+            "                    the sequence incl. the first and last; for long problems\n"
+            "  --budget BYTES    device-memory budget, K/M/G suffixes (0 = the device's memory)\n"
+            "  --host            Q/K/V/O in host memory: runs include the transfers, and the\n"
+            "                    scheduler streams what does not fit the budget\n"
             "  --json            print one JSON object on stdout instead of text\n"
             "  --help            this text\n"
             "\n"
@@ -114,11 +119,17 @@ static bool parse_int(const char *s, bool suffix, int64_t min, int64_t max, int6
     long long v = strtoll(s, &end, 10);
     if (errno || end == s)
         return false;
-    if (suffix && (*end == 'k' || *end == 'K')) {
-        if (v > INT64_MAX / 1024 || v < INT64_MIN / 1024)
+    if (suffix && *end) {
+        int64_t mul = (*end == 'k' || *end == 'K') ? 1024
+                      : (*end == 'm' || *end == 'M') ? INT64_C(1) << 20
+                      : (*end == 'g' || *end == 'G') ? INT64_C(1) << 30
+                                                     : 0;
+        if (!mul || v > INT64_MAX / mul || v < INT64_MIN / mul)
             return false;
-        v *= 1024;
+        v *= mul;
         end++;
+        if (!strcmp(end, "iB") || !strcmp(end, "B"))
+            end += strlen(end);
     }
     if (*end || v < min || v > max)
         return false;
@@ -156,12 +167,14 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         {"device", &o->device, 0, UINT32_MAX, false},
         {"reps", &o->reps, 1, 1000000, false},
         {"warmup", &o->warmup, 0, 1000000, false},
+        {"budget", &o->budget, 0, INT64_MAX, true},
+        {"check-rows", &o->check_rows, 0, len_max, false},
     };
     const struct {
         const char *name;
         bool *dst;
     } bools[] = {{"causal", &o->causal}, {"check", &o->check}, {"json", &o->json},
-                 {"help", &o->help}};
+                 {"help", &o->help}, {"host", &o->host}};
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -248,7 +261,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                 fprintf(stderr,
                         "attn-bench: invalid value '%s' for --%s (an integer from %" PRId64
                         " to %" PRId64 "%s)\n",
-                        value, name, fl->min, fl->max, fl->suffix ? "; k/K = x1024" : "");
+                        value, name, fl->min, fl->max,
+                        fl->suffix ? "; suffixes k/K = x1024, M, G" : "");
                 fprintf(stderr, "Try 'attn-bench --help' for the list of options.\n");
                 return EXIT_USAGE;
             }
@@ -505,6 +519,7 @@ static int run(const bench_opts *o, bench *b)
     cp.backend = o->backend;
     cp.device_index = (uint32_t)o->device;
     cp.kernel_family = o->family;
+    cp.memory_budget = (uint64_t)o->budget;
     TRY("attn_context_create", attn_context_create(&cp, &b->ctx));
     attn_device_info dev = {.struct_size = sizeof dev};
     TRY("attn_context_device_info", attn_context_device_info(b->ctx, &dev));
@@ -522,10 +537,12 @@ static int run(const bench_opts *o, bench *b)
 
     /* Device buffers first, so a problem the device cannot hold fails before the host
      * copies are filled; timed runs then measure device work, not transfers. */
-    TRY("attn_buffer_create (Q)", attn_buffer_create(b->ctx, bq, &b->qb));
-    TRY("attn_buffer_create (K)", attn_buffer_create(b->ctx, bk, &b->kb));
-    TRY("attn_buffer_create (V)", attn_buffer_create(b->ctx, bv, &b->vb));
-    TRY("attn_buffer_create (O)", attn_buffer_create(b->ctx, bo, &b->ob));
+    if (!o->host) {
+        TRY("attn_buffer_create (Q)", attn_buffer_create(b->ctx, bq, &b->qb));
+        TRY("attn_buffer_create (K)", attn_buffer_create(b->ctx, bk, &b->kb));
+        TRY("attn_buffer_create (V)", attn_buffer_create(b->ctx, bv, &b->vb));
+        TRY("attn_buffer_create (O)", attn_buffer_create(b->ctx, bo, &b->ob));
+    }
 
     /* Inputs: one generator, Q then K then V, so a shape always gets the same values. */
     uint64_t rng = UINT64_C(0x5eed0a77e2024);
@@ -537,9 +554,11 @@ static int run(const bench_opts *o, bench *b)
         fprintf(stderr, "attn-bench: out of host memory for the inputs and output\n");
         return 1;
     }
-    TRY("attn_buffer_upload (Q)", attn_buffer_upload(b->qb, 0, b->q, bq));
-    TRY("attn_buffer_upload (K)", attn_buffer_upload(b->kb, 0, b->k, bk));
-    TRY("attn_buffer_upload (V)", attn_buffer_upload(b->vb, 0, b->v, bv));
+    if (!o->host) {
+        TRY("attn_buffer_upload (Q)", attn_buffer_upload(b->qb, 0, b->q, bq));
+        TRY("attn_buffer_upload (K)", attn_buffer_upload(b->kb, 0, b->k, bk));
+        TRY("attn_buffer_upload (V)", attn_buffer_upload(b->vb, 0, b->v, bv));
+    }
 
     attn_desc desc = ATTN_DESC_INIT;
     desc.batch = o->batch;
@@ -563,6 +582,10 @@ static int run(const bench_opts *o, bench *b)
                word_of(family_words, info.family), info.block_m, info.block_n, info.vec_width,
                info.work_group_size, info.kernel);
         printf("plan+JIT: %.1f ms\n", plan_ms);
+        if (info.scheduled)
+            printf("schedule: one pass needs %" PRIu64 " bytes > budget; segments of %" PRIu32
+                   " rows x chunks of %" PRIu32 " keys (at least %" PRIu64 " bytes)\n",
+                   info.device_bytes, info.segment_rows, info.chunk_keys, info.min_device_bytes);
         fflush(stdout);
     }
 
@@ -571,6 +594,12 @@ static int run(const bench_opts *o, bench *b)
     args.k = attn_tensor_buffer(dt, o->batch, o->kv_len, o->kv_heads, o->head_dim, b->kb, 0);
     args.v = attn_tensor_buffer(dt, o->batch, o->kv_len, o->kv_heads, o->v_head_dim, b->vb, 0);
     args.o = attn_tensor_buffer(dt, o->batch, o->q_len, o->heads, o->v_head_dim, b->ob, 0);
+    if (o->host) {
+        args.q = attn_tensor_host(dt, o->batch, o->q_len, o->heads, o->head_dim, b->q);
+        args.k = attn_tensor_host(dt, o->batch, o->kv_len, o->kv_heads, o->head_dim, b->k);
+        args.v = attn_tensor_host(dt, o->batch, o->kv_len, o->kv_heads, o->v_head_dim, b->v);
+        args.o = attn_tensor_host(dt, o->batch, o->q_len, o->heads, o->v_head_dim, b->o);
+    }
 
     for (int64_t i = 0; i < o->warmup; i++)
         TRY("attn_plan_run (warmup)", attn_plan_run(b->plan, &args));
@@ -599,9 +628,11 @@ static int run(const bench_opts *o, bench *b)
         printf("run:      median %.3f ms, min %.3f ms over %" PRId64 " reps (%" PRId64
                " warmup); %.2f GFLOP/s (%.3f GFLOP per run)\n",
                ms_median, ms_min, o->reps, o->warmup, gflops, flops * 1e-9);
-        printf("memory:   peak device bytes %" PRIu64 " (%.1f MiB), kernels compiled %" PRIu64 "\n",
+        printf("memory:   peak device bytes %" PRIu64 " (%.1f MiB) of budget %.1f MiB, kernels "
+               "compiled %" PRIu64 ", tensors in %s memory\n",
                stats.peak_device_bytes, (double)stats.peak_device_bytes / 1048576.0,
-               stats.kernels_compiled);
+               (double)stats.memory_budget / 1048576.0, stats.kernels_compiled,
+               o->host ? "host" : "device");
         fflush(stdout);
     }
 
@@ -612,7 +643,8 @@ static int run(const bench_opts *o, bench *b)
             printf("check:    computing the reference on the host (double precision)\n");
             fflush(stdout);
         }
-        TRY("attn_buffer_download (O)", attn_buffer_download(b->ob, 0, b->o, bo));
+        if (!o->host)
+            TRY("attn_buffer_download (O)", attn_buffer_download(b->ob, 0, b->o, bo));
         b->o_ref = malloc(bo ? bo : 1);
         if (!b->o_ref) {
             fprintf(stderr, "attn-bench: out of host memory for the reference output\n");
@@ -621,15 +653,67 @@ static int run(const bench_opts *o, bench *b)
         attn_context_params rp = ATTN_CONTEXT_PARAMS_INIT;
         rp.backend = ATTN_BACKEND_REFERENCE;
         TRY("attn_context_create (reference)", attn_context_create(&rp, &b->ref_ctx));
-        TRY("attn_plan_create (reference)", attn_plan_create(b->ref_ctx, &desc, &b->ref_plan));
-        attn_run_args rargs = {.struct_size = sizeof rargs};
-        rargs.q = attn_tensor_host(dt, o->batch, o->q_len, o->heads, o->head_dim, b->q);
-        rargs.k = attn_tensor_host(dt, o->batch, o->kv_len, o->kv_heads, o->head_dim, b->k);
-        rargs.v = attn_tensor_host(dt, o->batch, o->kv_len, o->kv_heads, o->v_head_dim, b->v);
-        rargs.o = attn_tensor_host(dt, o->batch, o->q_len, o->heads, o->v_head_dim, b->o_ref);
-        TRY("attn_plan_run (reference)", attn_plan_run(b->ref_plan, &rargs));
+        /* Rows to compare: all, or --check-rows of them evenly spread (first and last
+         * included), each computed as its own one-row reference problem over the keys it
+         * sees: with q_len 1 the causal alignment sees all of its kv_len. */
+        int64_t rows = o->check_rows && o->check_rows < o->q_len ? o->check_rows : o->q_len;
+        const size_t row_elems = (size_t)(o->heads * o->v_head_dim);
+        for (int64_t r = 0; r < rows; ++r) {
+            int64_t i = rows == o->q_len ? r : (rows == 1 ? 0 : r * (o->q_len - 1) / (rows - 1));
+            attn_desc rd = desc;
+            int64_t seen = o->kv_len;
+            if (rows != o->q_len) {
+                rd.q_len = 1;
+                if (o->causal)
+                    seen = i + 1 + o->kv_len - o->q_len;
+                rd.kv_len = seen < 1 ? 1 : seen;
+                rd.causal = 0;
+            }
+            attn_run_args rargs = {.struct_size = sizeof rargs};
+            const int64_t qs[4] = {o->q_len * o->heads * o->head_dim, o->heads * o->head_dim,
+                                   o->head_dim, 1};
+            const int64_t ks[4] = {o->kv_len * o->kv_heads * o->head_dim,
+                                   o->kv_heads * o->head_dim, o->head_dim, 1};
+            const int64_t vs[4] = {o->kv_len * o->kv_heads * o->v_head_dim,
+                                   o->kv_heads * o->v_head_dim, o->v_head_dim, 1};
+            const int64_t os[4] = {o->q_len * o->heads * o->v_head_dim,
+                                   o->heads * o->v_head_dim, o->v_head_dim, 1};
+            int64_t rq = rows == o->q_len ? o->q_len : 1, first = rows == o->q_len ? 0 : i;
+            rargs.q = attn_tensor_host(dt, o->batch, rq, o->heads, o->head_dim,
+                                       (char *)b->q + (size_t)(first * qs[1]) * esize);
+            rargs.k = attn_tensor_host(dt, o->batch, rd.kv_len, o->kv_heads, o->head_dim, b->k);
+            rargs.v = attn_tensor_host(dt, o->batch, rd.kv_len, o->kv_heads, o->v_head_dim, b->v);
+            rargs.o = attn_tensor_host(dt, o->batch, rq, o->heads, o->v_head_dim,
+                                       (char *)b->o_ref + (size_t)(first * os[1]) * esize);
+            memcpy(rargs.q.stride, qs, sizeof qs);
+            memcpy(rargs.k.stride, ks, sizeof ks);
+            memcpy(rargs.v.stride, vs, sizeof vs);
+            memcpy(rargs.o.stride, os, sizeof os);
+            attn_plan_destroy(b->ref_plan);
+            b->ref_plan = NULL;
+            if (rows != o->q_len && seen < 1) {
+                /* A row that sees no key: the expected output is zeros. */
+                for (int64_t bb = 0; bb < o->batch; ++bb)
+                    memset((char *)b->o_ref + (size_t)(bb * os[0] + i * os[1]) * esize, 0,
+                           row_elems * esize);
+                continue;
+            }
+            TRY("attn_plan_create (reference)", attn_plan_create(b->ref_ctx, &rd, &b->ref_plan));
+            TRY("attn_plan_run (reference)", attn_plan_run(b->ref_plan, &rargs));
+            if (rows == o->q_len)
+                break;
+        }
 
         for (size_t i = 0; i < no; i++) {
+            if (rows != o->q_len) {
+                /* Only the sampled rows were computed. */
+                const int64_t row = (int64_t)(i / row_elems) % o->q_len;
+                bool sampled = false;
+                for (int64_t r = 0; r < rows && !sampled; ++r)
+                    sampled = row == (rows == 1 ? 0 : r * (o->q_len - 1) / (rows - 1));
+                if (!sampled)
+                    continue;
+            }
             double got = element(b->o, dt, i), ref = element(b->o_ref, dt, i);
             double err = fabs(got - ref), ratio = err / (1.0 + fabs(ref));
             if (!isfinite(got) || !isfinite(ref)) {
