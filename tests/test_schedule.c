@@ -440,6 +440,95 @@ START_TEST(test_reference_merge)
 }
 END_TEST
 
+/* A decode loop on a KV cache: one token appended per step (the capacity grows), q_len 1
+ * attends to the whole cache; device-resident appends upload only the new token. The
+ * host-resident cache runs under a budget smaller than the cache, through the scheduler. */
+static void decode_loop(int dev, int host_resident, uint64_t budget)
+{
+    const int64_t B = 2, H = 4, Hk = 2, D = 16, steps = 40;
+    attn_context *ctx = device_ctx(dev, ATTN_FAMILY_AUTO, budget);
+    attn_kv_cache_params cp = ATTN_KV_CACHE_PARAMS_INIT;
+    cp.batch = B, cp.num_kv_heads = Hk, cp.head_dim = D, cp.capacity = 8;
+    cp.host_resident = host_resident;
+    attn_kv_cache *cache = NULL;
+    ck_assert_msg(attn_kv_cache_create(ctx, &cp, &cache) == ATTN_OK, "%s", attn_last_detail());
+    ck_assert_int_eq(attn_kv_cache_on_device(cache), !host_resident);
+    float *kall = calloc((size_t)(B * steps * Hk * D), 4), *vall = calloc((size_t)(B * steps * Hk * D), 4);
+    float q[2 * 4 * 16], o[2 * 4 * 16], oref[2 * 4 * 16], kt[2 * 2 * 16], vt[2 * 2 * 16];
+    attn_plan *plan = NULL;
+    int64_t plan_cap = 0;
+    for (int64_t s = 0; s < steps; ++s) {
+        tu_fill_uniform(kt, sizeof kt / 4, 100 + (uint64_t)s);
+        tu_fill_uniform(vt, sizeof vt / 4, 200 + (uint64_t)s);
+        tu_fill_uniform(q, sizeof q / 4, 300 + (uint64_t)s);
+        for (int64_t b = 0; b < B; ++b) {
+            memcpy(kall + ((b * steps + s) * Hk) * D, kt + b * Hk * D, Hk * D * 4);
+            memcpy(vall + ((b * steps + s) * Hk) * D, vt + b * Hk * D, Hk * D * 4);
+        }
+        attn_stats before, after;
+        memset(&before, 0, sizeof before);
+        before.struct_size = sizeof before;
+        after = before;
+        attn_context_get_stats(ctx, &before);
+        const int64_t cap_before = attn_kv_cache_capacity(cache);
+        attn_tensor tk = attn_tensor_host(ATTN_DTYPE_F32, B, 1, Hk, D, kt);
+        attn_tensor tv = attn_tensor_host(ATTN_DTYPE_F32, B, 1, Hk, D, vt);
+        ck_assert_int_eq(attn_kv_cache_append(cache, &tk, &tv), ATTN_OK);
+        ck_assert_int_eq(attn_kv_cache_length(cache), s + 1);
+        attn_context_get_stats(ctx, &after);
+        if (!host_resident && attn_kv_cache_capacity(cache) == cap_before)
+            ck_assert_uint_eq(after.bytes_uploaded - before.bytes_uploaded, sizeof kt + sizeof vt);
+        if (attn_kv_cache_capacity(cache) != plan_cap) {
+            attn_plan_destroy(plan);
+            plan_cap = attn_kv_cache_capacity(cache);
+            attn_desc d = ATTN_DESC_INIT;
+            d.batch = B, d.num_heads = H, d.num_kv_heads = Hk, d.q_len = 1, d.kv_len = plan_cap;
+            d.head_dim = D, d.kv_lens = attn_kv_cache_lengths(cache);
+            ck_assert_int_eq(attn_plan_create(ctx, &d, &plan), ATTN_OK);
+        }
+        attn_run_args a = ATTN_RUN_ARGS_INIT;
+        ck_assert_int_eq(attn_kv_cache_tensors(cache, &a.k, &a.v), ATTN_OK);
+        a.q = attn_tensor_host(ATTN_DTYPE_F32, B, 1, H, D, q);
+        a.o = attn_tensor_host(ATTN_DTYPE_F32, B, 1, H, D, o);
+        a.kv_lens = attn_kv_cache_lengths(cache);
+        ck_assert_msg(attn_plan_run(plan, &a) == ATTN_OK, "step %lld: %s", (long long)s,
+                      attn_last_detail());
+        for (int64_t b = 0; b < B; ++b)
+            for (int64_t h = 0; h < H; ++h) {
+                double r[16];
+                ref_row(q + b * H * D, kall + b * steps * Hk * D, vall + b * steps * Hk * D, s + 1,
+                        H, Hk, D, 0, h, 0, r);
+                for (int64_t dd = 0; dd < D; ++dd)
+                    oref[(b * H + h) * D + dd] = (float)r[dd];
+            }
+        tu_compare_result res;
+        char msg[256];
+        int ok = tu_compare(o, oref, sizeof o / 4, 1e-4, &res);
+        tu_compare_describe(&res, msg, sizeof msg);
+        ck_assert_msg(ok, "decode step %lld (host %d): %s", (long long)s, host_resident, msg);
+    }
+    if (budget) {
+        attn_stats st;
+        memset(&st, 0, sizeof st);
+        st.struct_size = sizeof st;
+        attn_context_get_stats(ctx, &st);
+        ck_assert_uint_le(st.peak_device_bytes, budget);
+    }
+    attn_plan_destroy(plan);
+    attn_kv_cache_destroy(cache);
+    attn_context_destroy(ctx);
+    free(kall), free(vall);
+}
+
+START_TEST(test_kv_cache_decode)
+{
+    for (int dev = 0; dev < device_count(); ++dev) {
+        decode_loop(dev, 0, 0);
+        decode_loop(dev, 1, 24 << 10);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("schedule");
@@ -448,6 +537,7 @@ int main(void)
     tcase_add_test(tc, test_reference_merge);
     tcase_add_test(tc, test_budget_too_small);
     tcase_add_test(tc, test_progress_and_cancel);
+    tcase_add_test(tc, test_kv_cache_decode);
     tcase_add_test(tc, test_oom_recovery);
     tcase_add_test(tc, test_mixed_under_budget);
     tcase_add_test(tc, test_budgets_same_output);

@@ -327,6 +327,48 @@ ATTN_API attn_status attn_plan_get_info(const attn_plan *plan, attn_plan_info *i
 /* Accepts NULL. */
 ATTN_API void attn_plan_destroy(attn_plan *plan);
 
+/* ---- KV cache -----------------------------------------------------------------------------
+ * Keys and values of a growing sequence (an inference loop's cache), kept in device memory
+ * when they fit the context's budget, else in host memory (the scheduler then streams
+ * them). Appending uploads only the new tokens. Used from one thread at a time. */
+typedef struct attn_kv_cache attn_kv_cache;
+
+typedef struct attn_kv_cache_params {
+    size_t struct_size;    /* sizeof(attn_kv_cache_params) */
+    int64_t batch;
+    int64_t num_kv_heads;
+    int64_t head_dim;
+    int64_t v_head_dim;    /* 0 = head_dim */
+    attn_dtype dtype;      /* F32 or F16 */
+    int64_t capacity;      /* tokens reserved per batch entry; appends beyond it double it */
+    int host_resident;     /* 1: always host memory; 0: device memory when it fits */
+} attn_kv_cache_params;
+
+#define ATTN_KV_CACHE_PARAMS_INIT                                                            \
+    {                                                                                         \
+        sizeof(attn_kv_cache_params), 1, 1, 64, 0, ATTN_DTYPE_F32, 4096, 0                    \
+    }
+
+ATTN_API attn_status attn_kv_cache_create(attn_context *ctx, const attn_kv_cache_params *params,
+                                          attn_kv_cache **out);
+/* Appends n tokens to every batch entry: k [batch, n, kv_heads, head_dim] and
+ * v [batch, n, kv_heads, v_head_dim], host tensors of the cache's dtype, any strides. */
+ATTN_API attn_status attn_kv_cache_append(attn_kv_cache *cache, const attn_tensor *k,
+                                          const attn_tensor *v);
+/* Tokens held per batch entry. */
+ATTN_API int64_t attn_kv_cache_length(const attn_kv_cache *cache);
+ATTN_API int64_t attn_kv_cache_capacity(const attn_kv_cache *cache);
+ATTN_API int attn_kv_cache_on_device(const attn_kv_cache *cache);
+/* Views of the whole capacity, [batch, capacity, kv_heads, dim], for a plan created with
+ * kv_len = capacity and kv_lens (pass attn_kv_cache_lengths() as args.kv_lens; tokens
+ * past the length are never read). Valid until the next append that grows the capacity. */
+ATTN_API attn_status attn_kv_cache_tensors(const attn_kv_cache *cache, attn_tensor *k,
+                                           attn_tensor *v);
+/* Per-batch lengths (batch values, all equal to attn_kv_cache_length()). */
+ATTN_API const int32_t *attn_kv_cache_lengths(const attn_kv_cache *cache);
+/* Accepts NULL. */
+ATTN_API void attn_kv_cache_destroy(attn_kv_cache *cache);
+
 /* The largest head_dim / v_head_dim any kernel supports. */
 #define ATTN_MAX_HEAD_DIM 256
 
