@@ -369,6 +369,69 @@ ATTN_API const int32_t *attn_kv_cache_lengths(const attn_kv_cache *cache);
 /* Accepts NULL. */
 ATTN_API void attn_kv_cache_destroy(attn_kv_cache *cache);
 
+/* ---- streams: segment after segment, with recurrent memory ----------------------------------
+ * The caller pushes consecutive segments of one long sequence and gets each segment's
+ * output; the stream keeps the memory between segments. Used from one thread at a time. */
+typedef struct attn_stream attn_stream;
+
+typedef enum attn_stream_mode {
+    /* Segment recurrence (Transformer-XL): a segment attends to the K/V of the previous
+     * mem_len tokens and, causally, to itself. */
+    ATTN_STREAM_RECURRENCE = 1,
+    /* Compressive memory (Infini-attention): per kv head a head_dim x v_head_dim matrix M
+     * and a head_dim vector z accumulate s(K)^T V and s(K) of past segments (s = elu + 1).
+     * A query reads A_mem = s(q) M / (s(q) z) (zero while z is zero) and the output is
+     * g A_mem + (1 - g) A_local with g = sigmoid(gate[h]) and A_local causal attention
+     * within the segment. Device memory stays constant however long the stream. */
+    ATTN_STREAM_COMPRESSIVE = 2,
+    /* Memory tokens (RMT): the caller's num_mem_tokens memory rows (their q, k, v) are
+     * prepended to each segment; memory rows attend to memory and segment, segment rows to
+     * the memory and causally to the segment; the memory rows' outputs are handed back. */
+    ATTN_STREAM_MEMORY_TOKENS = 3
+} attn_stream_mode;
+
+typedef struct attn_stream_params {
+    size_t struct_size;       /* sizeof(attn_stream_params) */
+    attn_stream_mode mode;
+    int64_t batch, num_heads, num_kv_heads, head_dim, v_head_dim; /* as in attn_desc */
+    attn_dtype dtype;
+    float scale;              /* 0 = 1/sqrt(head_dim) */
+    int64_t mem_len;          /* RECURRENCE: cached tokens */
+    const float *gate;        /* COMPRESSIVE: [num_heads] gate logits, copied; NULL = zeros */
+    int64_t num_mem_tokens;   /* MEMORY_TOKENS: memory rows per segment */
+} attn_stream_params;
+
+#define ATTN_STREAM_PARAMS_INIT                                                              \
+    {                                                                                         \
+        sizeof(attn_stream_params), ATTN_STREAM_RECURRENCE, 1, 1, 0, 64, 0, ATTN_DTYPE_F32,   \
+            0.0f, 0, NULL, 0                                                                  \
+    }
+
+typedef struct attn_stream_segment {
+    size_t struct_size;       /* sizeof(attn_stream_segment) */
+    attn_tensor q, k, v, o;   /* [batch, seg_len, heads or kv_heads, dim] */
+    attn_tensor mem_q, mem_k, mem_v; /* MEMORY_TOKENS: [batch, num_mem_tokens, ...] */
+    attn_tensor mem_o;        /* MEMORY_TOKENS: receives the memory rows' outputs */
+} attn_stream_segment;
+
+#define ATTN_STREAM_SEGMENT_INIT                                                             \
+    {                                                                                         \
+        sizeof(attn_stream_segment), ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE,    \
+            ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE,           \
+            ATTN_TENSOR_NONE                                                                  \
+    }
+
+ATTN_API attn_status attn_stream_create(attn_context *ctx, const attn_stream_params *params,
+                                        attn_stream **out);
+/* Processes the next segment (host tensors; seg_len may vary between pushes). */
+ATTN_API attn_status attn_stream_push(attn_stream *stream, const attn_stream_segment *segment);
+/* Forgets the memory: the next push starts a new sequence. */
+ATTN_API attn_status attn_stream_reset(attn_stream *stream);
+/* Tokens pushed since creation or reset. */
+ATTN_API int64_t attn_stream_position(const attn_stream *stream);
+/* Accepts NULL. */
+ATTN_API void attn_stream_destroy(attn_stream *stream);
+
 /* The largest head_dim / v_head_dim any kernel supports. */
 #define ATTN_MAX_HEAD_DIM 256
 

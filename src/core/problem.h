@@ -38,6 +38,15 @@ void attn__ref_attention(const attn__problem *p, const attn__view *q, const attn
 void attn__ref_merge(size_t rows, size_t dim, const double *o1, const double *lse1,
                      const double *o2, const double *lse2, double *o, double *lse);
 
+/* Compressive memory (Infini-attention) in double: read (A_mem mixed with A_local through
+ * sigmoid(gate[h]); q_len rows) and update (M += s(K)^T V, z += sum s(k) over kv_len rows).
+ * M is [batch][kv_heads][head_dim][v_head_dim], z [batch][kv_heads][head_dim]. */
+void attn__ref_infini_read(const attn__problem *p, const attn__view *q, const attn__view *alocal,
+                           const double *mem, const double *z, const float *gate,
+                           const attn__view *o);
+void attn__ref_infini_update(const attn__problem *p, const attn__view *k, const attn__view *v,
+                             double *mem, double *z);
+
 /* Effective key length of batch b (clamped to [0, kv_len]) and the causal offset:
  * query i sees key j iff j < len && (!causal || j <= i + len - q_len). */
 static inline int64_t attn__kv_len_of(const attn__problem *p, const int32_t *kv_lens, int64_t b)

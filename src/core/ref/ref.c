@@ -145,3 +145,51 @@ void attn__ref_merge(size_t rows, size_t dim, const double *o1, const double *ls
         lse[r] = l;
     }
 }
+
+static double ref_sigma(double x) { return x > 0.0 ? x + 1.0 : exp(x); }
+
+void attn__ref_infini_read(const attn__problem *p, const attn__view *q, const attn__view *alocal,
+                           const double *mem, const double *z, const float *gate,
+                           const attn__view *o)
+{
+    const int64_t G = p->num_heads / p->num_kv_heads, D = p->head_dim, Dv = p->v_head_dim;
+    double *sq = malloc((size_t)D * sizeof *sq);
+    if (!sq)
+        return;
+    for (int64_t b = 0; b < p->batch; ++b)
+        for (int64_t i = 0; i < p->q_len; ++i)
+            for (int64_t h = 0; h < p->num_heads; ++h) {
+                const int64_t slab = b * p->num_kv_heads + h / G;
+                double den = 0.0;
+                for (int64_t d = 0; d < D; ++d) {
+                    sq[d] = ref_sigma(ref_load(q, b, i, h, d));
+                    den += sq[d] * z[slab * D + d];
+                }
+                const double g = 1.0 / (1.0 + exp(-(double)(gate ? gate[h] : 0.0f)));
+                for (int64_t c = 0; c < Dv; ++c) {
+                    double num = 0.0;
+                    for (int64_t d = 0; d < D; ++d)
+                        num += sq[d] * mem[(slab * D + d) * Dv + c];
+                    const double amem = den > 0.0 ? num / den : 0.0;
+                    ref_store(o, b, i, h, c, g * amem + (1.0 - g) * ref_load(alocal, b, i, h, c));
+                }
+            }
+    free(sq);
+}
+
+void attn__ref_infini_update(const attn__problem *p, const attn__view *k, const attn__view *v,
+                             double *mem, double *z)
+{
+    const int64_t D = p->head_dim, Dv = p->v_head_dim;
+    for (int64_t b = 0; b < p->batch; ++b)
+        for (int64_t hk = 0; hk < p->num_kv_heads; ++hk) {
+            const int64_t slab = b * p->num_kv_heads + hk;
+            for (int64_t t = 0; t < p->kv_len; ++t)
+                for (int64_t d = 0; d < D; ++d) {
+                    const double sk = ref_sigma(ref_load(k, b, t, hk, d));
+                    z[slab * D + d] += sk;
+                    for (int64_t c = 0; c < Dv; ++c)
+                        mem[(slab * D + d) * Dv + c] += sk * ref_load(v, b, t, hk, c);
+                }
+        }
+}
