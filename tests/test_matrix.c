@@ -1,6 +1,10 @@
 /* test_matrix.c — the parametrised matrix of DESIGN.md §8: every (backend device, kernel
  * family) against the reference over dtype × head_dim × heads × mask, each case run with
- * length / batch / layout variants taken in rotation from one list. */
+ * length / batch / layout variants taken in rotation from one list.
+ *
+ * For work on one failure: ATTN_MATRIX_CASES=37 (or 30-40) runs only those cases,
+ * ATTN_MATRIX_DEVICE=<text> only the entries whose label contains it (e.g. "family=gpu"),
+ * ATTN_MATRIX_VERBOSE=1 prints one line per run with its timings and plan. */
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -253,14 +257,8 @@ static void *dense_encode(const float *x, int64_t n, attn_dtype dtype)
     void *p = malloc((size_t)(n > 0 ? n : 1) * tu_dtype_size(dtype));
     if (!p)
         return NULL;
-    for (int64_t i = 0; i < n; i++) {
-        if (dtype == ATTN_DTYPE_F32)
-            ((float *)p)[i] = x[i];
-        else if (dtype == ATTN_DTYPE_F16)
-            ((uint16_t *)p)[i] = tu_float_to_half(x[i]);
-        else
-            ((uint8_t *)p)[i] = x[i] != 0.0f;
-    }
+    for (int64_t i = 0; i < n; i++)
+        tu_store_elem(p, dtype, i, x[i]);
     return p;
 }
 
@@ -349,8 +347,7 @@ static int prepare(const mcase *c, case_data *d, char *msg, size_t msz)
     if (tu_reference_run(&desc, &args, msg, msz) != ATTN_OK)
         goto done;
     for (int64_t i = 0; i < d->no; i++)
-        d->ref_o[i] = c->dtype == ATTN_DTYPE_F32 ? ((float *)o)[i]
-                                                  : tu_half_to_float(((uint16_t *)o)[i]);
+        d->ref_o[i] = tu_load_elem(o, c->dtype, i);
     rc = 0;
 done:
     free(q);
@@ -376,82 +373,25 @@ typedef struct store {
 } store;
 
 typedef struct view {
+    tu_layout l;             /* shape, strides, base: element offsets in the store */
     int store;
-    int64_t shape[4], stride[4];
-    int64_t base;            /* element index of [0,0,0,0] in the store */
     int dense;               /* pass all-zero strides (the default layout) */
 } view;
 
-/* Lays out `shape` with dims ordered inner -> outer as `order`, the innermost at element
- * stride `inner`, and pad[k] elements of gap after each level k. Returns the extent. */
 static int64_t layout(view *v, const int64_t shape[4], const int order[4], int64_t inner,
                       const int64_t pad[4])
 {
-    int64_t s = inner;
-    for (int k = 0; k < 4; k++) {
-        int dim = order[k];
-        v->shape[dim] = shape[dim];
-        v->stride[dim] = s;
-        s = s * shape[dim] + (pad ? pad[k] : 0);
-    }
-    return s;
+    return tu_layout_make(&v->l, shape, order, inner, pad);
 }
-
-static void put_elem(unsigned char *base, attn_dtype dt, int64_t i, float x)
-{
-    if (dt == ATTN_DTYPE_F32) {
-        memcpy(base + 4 * i, &x, 4);
-    } else if (dt == ATTN_DTYPE_F16) {
-        uint16_t h = tu_float_to_half(x);
-        memcpy(base + 2 * i, &h, 2);
-    } else {
-        base[i] = x != 0.0f;
-    }
-}
-
-static float get_elem(const unsigned char *base, attn_dtype dt, int64_t i)
-{
-    if (dt == ATTN_DTYPE_F32) {
-        float x;
-        memcpy(&x, base + 4 * i, 4);
-        return x;
-    }
-    if (dt == ATTN_DTYPE_F16) {
-        uint16_t h;
-        memcpy(&h, base + 2 * i, 2);
-        return tu_half_to_float(h);
-    }
-    return base[i];
-}
-
-/* Calls back for every element of the view in dense row-major order. */
-#define FOR_VIEW(v, dense_i, elem_i)                                                          \
-    for (int64_t i0 = 0, dense_i = 0; i0 < (v)->shape[0]; i0++)                               \
-        for (int64_t i1 = 0; i1 < (v)->shape[1]; i1++)                                         \
-            for (int64_t i2 = 0; i2 < (v)->shape[2]; i2++)                                     \
-                for (int64_t i3 = 0, elem_i = (v)->base + i0 * (v)->stride[0] +                \
-                                              i1 * (v)->stride[1] + i2 * (v)->stride[2];       \
-                     i3 < (v)->shape[3]; i3++, elem_i += (v)->stride[3], dense_i++)
 
 static void scatter(const view *v, store *s, const float *x)
 {
-    FOR_VIEW(v, di, ei)
-    put_elem(s->host, s->dtype, ei, x[di]);
+    tu_scatter(&v->l, s->host, s->dtype, x);
 }
 
 static void gather(const view *v, const store *s, float *x)
 {
-    FOR_VIEW(v, di, ei)
-    x[di] = get_elem(s->host, s->dtype, ei);
-}
-
-static void cover(const view *v, store *s)
-{
-    FOR_VIEW(v, di, ei)
-    {
-        (void)di;
-        s->covered[ei] = 1;
-    }
+    tu_gather(&v->l, s->host, s->dtype, x);
 }
 
 /* Gap fill: inputs get NaN (a kernel that reads a gap poisons its result), outputs a
@@ -474,11 +414,12 @@ static void fill_store(store *s, int output)
 static attn_tensor to_tensor(const view *v, const store *stores, int use_buffers)
 {
     const store *s = &stores[v->store];
-    attn_tensor t = attn_tensor_host(s->dtype, v->shape[0], v->shape[1], v->shape[2], v->shape[3],
+    const tu_layout *l = &v->l;
+    attn_tensor t = attn_tensor_host(s->dtype, l->shape[0], l->shape[1], l->shape[2], l->shape[3],
                                      NULL);
     if (!v->dense)
-        memcpy(t.stride, v->stride, sizeof t.stride);
-    uint64_t byte_off = (uint64_t)v->base * tu_dtype_size(s->dtype);
+        memcpy(t.stride, l->stride, sizeof t.stride);
+    uint64_t byte_off = (uint64_t)l->base * tu_dtype_size(s->dtype);
     if (use_buffers) {
         t.buffer = s->buf;
         t.offset = s->buf_off + byte_off;
@@ -503,12 +444,23 @@ static void index_str(int64_t idx, const int64_t shape[4], char *buf, size_t siz
 /* ---- per-device bookkeeping ---------------------------------------------------------------- */
 #define MAX_ENTRIES 64
 typedef struct dev_stats {
-    int cases, failures, family_mismatch;
+    int cases, failures, family_mismatch, skipped;
     double plan_s, run_s;
+    double longest_s; /* the slowest single run (plan_create + run): a cold JIT */
 } dev_stats;
 static dev_stats stats[MAX_ENTRIES];
 static double reference_s;
 static int case_lo = 0, case_hi = NUM_CASES; /* ATTN_MATRIX_CASES=a or a-b narrows the run */
+static int verbose;                          /* ATTN_MATRIX_VERBOSE=1: one line per run */
+/* Seconds of plan_create + run one (device, family) may spend: TOTAL_BUDGET_S shared
+ * by the entries, or ATTN_MATRIX_BUDGET_S each (0: no limit). The matrix compiles about
+ * 64 kernels per family; a JIT that needs a minute per kernel would take an hour, and
+ * meson's timeout would kill the suite with no result for any device. An entry stops
+ * before a run that could cross its budget (judged by its slowest run so far, usually
+ * a cold compile); its remaining runs are skipped and the suite fails, saying so. */
+#define TOTAL_BUDGET_S 500.0
+static double budget_s;
+static const char *device_filter; /* ATTN_MATRIX_DEVICE=text: only entries whose label has it */
 
 /* Runs case `c` on device entry `d` and compares with the reference. Returns 0 on pass,
  * 1 with a message on failure. */
@@ -527,7 +479,7 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
     attn_plan *plan = NULL;
     int rc = 1;
     float *got_o = NULL, *got_lse = NULL;
-    char where[64];
+    char where[96];
 
     /* Q and O: [B,S,H,D], or [B,H,S,D] through strides; O possibly with gaps. */
     const int *qo_order = (c->flags & V_Q_BHSD) ? order_bhsd : order_bshd;
@@ -544,8 +496,8 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
         int64_t shape[4] = {c->batch, c->q_len, c->heads, c->vd};
         vo.store = S_O;
         vo.dense = qo_dense && !(c->flags & V_O_GAP);
-        vo.base = (c->flags & V_O_GAP) ? 11 : 0;
-        s[S_O].elems = vo.base + layout(&vo, shape, qo_order, 1,
+        vo.l.base = (c->flags & V_O_GAP) ? 11 : 0;
+        s[S_O].elems = vo.l.base + layout(&vo, shape, qo_order, 1,
                                         (c->flags & V_O_GAP) ? gaps : NULL);
         s[S_O].dtype = c->dtype;
     }
@@ -558,14 +510,14 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
         vv.store = S_V;
         if (c->flags & V_KV_FUSED) {
             int64_t row = c->kv_heads * (c->hd + c->vd);
-            memcpy(vk.shape, kshape, sizeof kshape);
-            memcpy(vv.shape, vshape, sizeof vshape);
+            memcpy(vk.l.shape, kshape, sizeof kshape);
+            memcpy(vv.l.shape, vshape, sizeof vshape);
             int64_t ks[4] = {c->kv_len * row, row, c->hd, 1};
             int64_t vs[4] = {c->kv_len * row, row, c->vd, 1};
-            memcpy(vk.stride, ks, sizeof ks);
-            memcpy(vv.stride, vs, sizeof vs);
+            memcpy(vk.l.stride, ks, sizeof ks);
+            memcpy(vv.l.stride, vs, sizeof vs);
             vv.store = S_K;
-            vv.base = c->kv_heads * c->hd;
+            vv.l.base = c->kv_heads * c->hd;
             s[S_K].elems = c->batch * c->kv_len * row;
         } else {
             static const int64_t kpad[4] = {3, 5, 0, 0};
@@ -611,9 +563,9 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
     scatter(&vv, &s[vv.store], cd->v);
     if (cd->nmask)
         scatter(&vm, &s[S_MASK], cd->mask);
-    cover(&vo, &s[S_O]);
+    tu_layout_mark(&vo.l, s[S_O].covered);
     if (c->want_lse)
-        cover(&vl, &s[S_LSE]);
+        tu_layout_mark(&vl.l, s[S_LSE].covered);
     for (int i = 0; i < S_COUNT; i++)
         if (s[i].elems)
             memcpy(s[i].pristine, s[i].host, (size_t)s[i].elems * tu_dtype_size(s[i].dtype));
@@ -665,9 +617,16 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
         args.lse = to_tensor(&vl, s, use_buf);
     if (c->kv_lens_at_run)
         args.kv_lens = c->kv_lens;
-    t0 = tu_now();
+    double t2 = tu_now();
     stt = attn_plan_run(plan, &args);
-    st->run_s += tu_now() - t0;
+    double t3 = tu_now();
+    st->run_s += t3 - t2;
+    if (t3 - t2 + t1 - t0 > st->longest_s)
+        st->longest_s = t3 - t2 + t1 - t0;
+    if (verbose)
+        printf("matrix: %s: %s: plan %.3f s, run %.3f s, kernel %s block %ux%u\n", d->label,
+               c->name, t1 - t0, t3 - t2, pinfo.kernel, pinfo.block_m, pinfo.block_n),
+            fflush(stdout);
     if (stt != ATTN_OK) {
         snprintf(msg, msz, "attn_plan_run: %s: %.300s", attn_status_name(stt), attn_last_detail());
         goto done;
@@ -712,7 +671,7 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
     if (!tu_compare(got_o, cd->ref_o, (size_t)cd->no, tu_tolerance(c->dtype), &r)) {
         char desc_buf[256];
         tu_compare_describe(&r, desc_buf, sizeof desc_buf);
-        index_str((int64_t)r.worst, vo.shape, where, sizeof where);
+        index_str((int64_t)r.worst, vo.l.shape, where, sizeof where);
         snprintf(msg, msz, "O [b,s,h,d]: %s; worst at %s", desc_buf, where);
         goto done;
     }
@@ -722,7 +681,7 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
         if (!tu_compare(got_lse, cd->ref_lse, (size_t)cd->nlse, TU_TOL_F32, &r)) {
             char desc_buf[256];
             tu_compare_describe(&r, desc_buf, sizeof desc_buf);
-            index_str((int64_t)r.worst, vl.shape, where, sizeof where);
+            index_str((int64_t)r.worst, vl.l.shape, where, sizeof where);
             snprintf(msg, msz, "lse [b,h,s,0]: %s; worst at %s", desc_buf, where);
             goto done;
         }
@@ -782,11 +741,24 @@ START_TEST(test_case)
             continue;
         }
         for (size_t i = 0; i < n && i < MAX_ENTRIES; i++) {
-            if (!devs[i].ctx)
+            if (!devs[i].ctx || (device_filter && !strstr(devs[i].label, device_filter)))
                 continue;
-            stats[i].cases++;
+            dev_stats *st = &stats[i];
+            if (budget_s > 0 && st->plan_s + st->run_s + st->longest_s > budget_s) {
+                if (!st->skipped++) {
+                    snprintf(msg, sizeof msg, "time budget of %.0f s (ATTN_MATRIX_BUDGET_S) "
+                             "spent after %d runs (plan_create %.1f s, run %.1f s, slowest "
+                             "run %.1f s); this entry's remaining runs are skipped", budget_s,
+                             st->cases, st->plan_s, st->run_s, st->longest_s);
+                    fprintf(stderr, "FAIL %s: %s: %s\n", devs[i].label, c.name, msg);
+                    if (!failures++)
+                        snprintf(first, sizeof first, "%s: %s", devs[i].label, msg);
+                }
+                continue;
+            }
+            st->cases++;
             msg[0] = 0;
-            if (run_device(&devs[i], &stats[i], &c, &cd, msg, sizeof msg)) {
+            if (run_device(&devs[i], st, &c, &cd, msg, sizeof msg)) {
                 stats[i].failures++;
                 fprintf(stderr, "FAIL %s: %s: %s\n", devs[i].label, c.name, msg);
                 if (!failures++)
@@ -828,13 +800,25 @@ int main(void)
         return 77;
     }
     parse_case_range();
+    verbose = getenv("ATTN_MATRIX_VERBOSE") && atoi(getenv("ATTN_MATRIX_VERBOSE")) > 0;
+    device_filter = getenv("ATTN_MATRIX_DEVICE");
+    size_t active = 0;
+    for (size_t i = 0; i < n; i++)
+        active += !device_filter || strstr(devs[i].label, device_filter) != NULL;
+    budget_s = TOTAL_BUDGET_S / (double)(active ? active : 1);
+    if (getenv("ATTN_MATRIX_BUDGET_S"))
+        budget_s = atof(getenv("ATTN_MATRIX_BUDGET_S"));
+    if (device_filter)
+        printf("matrix: ATTN_MATRIX_DEVICE=%s: %zu of %zu entries\n", device_filter, active, n);
+    if (budget_s > 0)
+        printf("matrix: time budget %.0f s per device and family (ATTN_MATRIX_BUDGET_S)\n",
+               budget_s);
 
     Suite *s = suite_create("matrix");
     TCase *tc = tcase_create("contexts");
     tcase_add_test(tc, test_contexts);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("matrix");
-    tcase_set_timeout(tm, 600);
     tcase_add_loop_test(tm, test_case, 0, NUM_CASES);
     suite_add_tcase(s, tm);
 
@@ -842,7 +826,8 @@ int main(void)
     /* One context per (device, family) lives for the whole run so that each kernel is
      * compiled once; a forked child could not share it (an OpenCL or Vulkan context does
      * not survive fork), so the tests run in this process. A failing assertion only ends
-     * its own test; meson's timeout guards the whole run. */
+     * its own test. Check's timeouts need fork, so the time budget above and meson's
+     * timeout bound the run instead. */
     srunner_set_fork_status(sr, CK_NOFORK);
     double t0 = tu_now();
     srunner_run_all(sr, CK_NORMAL);
@@ -850,7 +835,7 @@ int main(void)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
 
-    printf("matrix: %d cases × %d variants per device, reference %.1f s, total %.1f s\n",
+    printf("matrix: %d cases x %d variants per device, reference %.1f s, total %.1f s\n",
            case_hi - case_lo, VARIANTS_PER_CASE, reference_s, total);
     for (size_t i = 0; i < n && i < MAX_ENTRIES; i++) {
         attn_stats cs;
@@ -863,6 +848,9 @@ int main(void)
                devs[i].label, stats[i].cases, stats[i].failures, stats[i].plan_s,
                (unsigned long long)cs.kernels_compiled, (unsigned long long)cs.compile_cache_hits,
                stats[i].run_s, devs[i].ctx ? "" : " (no context)");
+        if (stats[i].skipped)
+            printf("matrix: %s: %d runs skipped: time budget spent\n", devs[i].label,
+                   stats[i].skipped);
         if (stats[i].family_mismatch)
             printf("matrix: %s: note: %d plans used another kernel family than the one forced\n",
                    devs[i].label, stats[i].family_mismatch);

@@ -251,6 +251,79 @@ void tu_compare_describe(const tu_compare_result *r, char *buf, size_t size)
                  r->first_nan);
 }
 
+/* ---- strided tensors ---------------------------------------------------------------------- */
+int64_t tu_layout_make(tu_layout *l, const int64_t shape[4], const int order[4], int64_t inner,
+                       const int64_t pad[4])
+{
+    int64_t s = inner;
+    for (int k = 0; k < 4; k++) {
+        int dim = order[k];
+        l->shape[dim] = shape[dim];
+        l->stride[dim] = s;
+        s = s * shape[dim] + (pad ? pad[k] : 0);
+    }
+    return s;
+}
+
+void tu_store_elem(void *storage, attn_dtype dtype, int64_t i, float x)
+{
+    unsigned char *p = storage;
+    if (dtype == ATTN_DTYPE_F32) {
+        memcpy(p + 4 * i, &x, 4);
+    } else if (dtype == ATTN_DTYPE_F16) {
+        uint16_t h = tu_float_to_half(x);
+        memcpy(p + 2 * i, &h, 2);
+    } else {
+        p[i] = x != 0.0f;
+    }
+}
+
+float tu_load_elem(const void *storage, attn_dtype dtype, int64_t i)
+{
+    const unsigned char *p = storage;
+    if (dtype == ATTN_DTYPE_F32) {
+        float x;
+        memcpy(&x, p + 4 * i, 4);
+        return x;
+    }
+    if (dtype == ATTN_DTYPE_F16) {
+        uint16_t h;
+        memcpy(&h, p + 2 * i, 2);
+        return tu_half_to_float(h);
+    }
+    return p[i];
+}
+
+/* Every element of the layout in dense row-major order: dense index d, storage index e. */
+#define TU_FOR_LAYOUT(l, d, e)                                                                 \
+    for (int64_t i0 = 0, d = 0; i0 < (l)->shape[0]; i0++)                                     \
+        for (int64_t i1 = 0; i1 < (l)->shape[1]; i1++)                                         \
+            for (int64_t i2 = 0; i2 < (l)->shape[2]; i2++)                                     \
+                for (int64_t i3 = 0, e = (l)->base + i0 * (l)->stride[0] +                     \
+                                         i1 * (l)->stride[1] + i2 * (l)->stride[2];            \
+                     i3 < (l)->shape[3]; i3++, e += (l)->stride[3], d++)
+
+void tu_scatter(const tu_layout *l, void *storage, attn_dtype dtype, const float *dense)
+{
+    TU_FOR_LAYOUT(l, d, e)
+    tu_store_elem(storage, dtype, e, dense[d]);
+}
+
+void tu_gather(const tu_layout *l, const void *storage, attn_dtype dtype, float *dense)
+{
+    TU_FOR_LAYOUT(l, d, e)
+    dense[d] = tu_load_elem(storage, dtype, e);
+}
+
+void tu_layout_mark(const tu_layout *l, unsigned char *covered)
+{
+    TU_FOR_LAYOUT(l, d, e)
+    {
+        (void)d;
+        covered[e] = 1;
+    }
+}
+
 /* ---- devices ------------------------------------------------------------------------------ */
 static tu_device *dev_list;
 static size_t dev_count;

@@ -74,6 +74,28 @@ int tu_compare(const float *got, const float *ref, size_t n, double tol,
 /* One line: "3/4096 out of tolerance; worst [17] got ... ref ... (|err| ..., allowed ...)". */
 void tu_compare_describe(const tu_compare_result *res, char *buf, size_t size);
 
+/* ---- strided tensors -----------------------------------------------------------------
+ * Where the elements of a 4-D tensor lie in a larger storage, in elements, the way a
+ * caller's strided layout places them; the suites scatter dense row-major data into such
+ * storage and gather results back. */
+typedef struct tu_layout {
+    int64_t shape[4], stride[4];
+    int64_t base; /* element index of [0,0,0,0]; tu_layout_make leaves it alone */
+} tu_layout;
+
+/* Strides for `shape` with its dims ordered inner -> outer as `order` (e.g. {3,2,1,0} is
+ * row-major), the innermost at element stride `inner`, and pad[k] elements of gap after
+ * each level k (pad may be NULL). Returns the storage extent from base, in elements. */
+int64_t tu_layout_make(tu_layout *l, const int64_t shape[4], const int order[4], int64_t inner,
+                       const int64_t pad[4]);
+/* Element i of a storage of f32, f16 or u8 (u8: x != 0 stores 1). */
+void tu_store_elem(void *storage, attn_dtype dtype, int64_t i, float x);
+float tu_load_elem(const void *storage, attn_dtype dtype, int64_t i);
+void tu_scatter(const tu_layout *l, void *storage, attn_dtype dtype, const float *dense);
+void tu_gather(const tu_layout *l, const void *storage, attn_dtype dtype, float *dense);
+/* Sets covered[e] = 1 for every storage element e of the tensor. */
+void tu_layout_mark(const tu_layout *l, unsigned char *covered);
+
 /* ---- devices to test -----------------------------------------------------------------
  * One entry per (backend, device, kernel family) for ATTN_BACKEND_OPENCL and
  * ATTN_BACKEND_VULKAN, with one context created for the whole process. Backends without

@@ -1,9 +1,23 @@
 /* attn_fwd_cpu.cl — forward attention for CPU-class devices (PoCL and other CPU OpenCL).
- * One work-item owns BLOCK_M query rows of one (batch, head). Scores for 16 keys are one
- * float16 built from scalar-broadcast FMAs against K^T (packed by attn_pack.cl), so every
- * K vector serves all BLOCK_M rows; P·V walks keys outside and v_head_dim vectors inside,
- * so every V vector serves all rows. Online softmax in base 2 (FlashAttention recurrence).
- * Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local (1, 1, 1). */
+ *
+ * One work-item owns 16 query rows held transposed: lane r of every float16 is row r. The
+ * online softmax (running max, rescale, running sum) is then vertical vector arithmetic
+ * with no horizontal reductions, and exp2 runs on whole vectors. The rows are the
+ * (query, head) pairs of one kv head in the order f = i·G + g (G = num_heads / num_kv_heads),
+ * so heads that share K/V share every K/V load, and decode (q_len 1) fills lanes with the
+ * G heads of a group instead of leaving 15 of 16 idle.
+ *   S = Q·K^T: per head_dim element d, one Q^T vector (16 rows) times K^T[d][j] broadcast
+ *     for 16 keys: the 16 score vectors stay in registers for the whole d loop.
+ *   O += P·V: per block of VD_VEC columns, VD_VEC accumulators (16 rows each) stay in
+ *     registers while each probability vector meets V[j][c] broadcast.
+ * Both loops read 16-key tiles packed by attn_pack.cl (f32), sequentially; every FMA takes
+ * its broadcast straight from memory. Masks, causal and key-length limits are applied only
+ * on tiles that need them. Logits are base 2 (Q is pre-scaled by scale·log2 e).
+ *
+ * Launch: groups (ceil(q_len / 16), num_heads, batch), local (1, 1, 1) — one work-item per
+ * 16 rows of one head, as a row-per-lane kernel would have. Work-item (x, h, b) takes tile
+ * w = (h mod G)·ceil(q_len / 16) + x of the ceil(q_len·G / 16) flat-row tiles of kv head
+ * h / G; the launch always has at least that many work-items, and the rest return. */
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
@@ -11,34 +25,44 @@
 #define V_HEAD_DIM HEAD_DIM
 #endif
 #ifndef BLOCK_M
-#define BLOCK_M 8
+#define BLOCK_M 16
+#endif
+#ifndef BLOCK_N
+#define BLOCK_N 16
 #endif
 #ifndef VD_VEC
-#define VD_VEC 16
+#define VD_VEC 16 /* V columns per P·V register tile: VD_VEC accumulators of 16 rows */
 #endif
 #ifndef VD_PAD
-#define VD_PAD V_HEAD_DIM
+#define VD_PAD V_HEAD_DIM /* V_HEAD_DIM rounded up to VD_VEC, as packed */
+#endif
+#if BLOCK_M != 16 || BLOCK_N != 16
+#error "attn_fwd_cpu.cl: BLOCK_M and BLOCK_N must be 16 (the lanes of a float16)"
 #endif
 
-#define NVC (VD_PAD / VD_VEC)          /* vectors per V row */
-#define floatV ATTN_CAT(float, VD_VEC)
-#define vloadV ATTN_CAT(vload, VD_VEC)
-#define vstoreV ATTN_CAT(vstore, VD_VEC)
+/* Lane-wise max without fmax's NaN rules, which cost a compare, a mask-or and a blend in
+ * one dependent chain per vector (no NaN arrives here unless the inputs hold one). */
+inline float16 attn_vmax(float16 a, float16 b) { return a > b ? a : b; }
 
-inline float hmax16(float16 x)
+/* 2^x for x <= 0 on 16 lanes; 0 below -126 and at -inf. 2^x = 2^n · 2^f, n = round(x),
+ * f in [-0.5, 0.5]: a degree-6 polynomial with 2^0 = 1 exactly (relative error 9e-8 after
+ * float rounding, under 1 ulp) times 2^n built in the exponent field. About 12 vector
+ * instructions where the library exp2 takes ~25 and range checks this use cannot need.
+ * n comes from the bits of x + 1.5·2^23 and f = x - float(n), so no reassociation of the
+ * float arithmetic can cancel the rounding. */
+inline float16 attn_exp2_neg(float16 x)
 {
-    float8 a = fmax(x.lo, x.hi);
-    float4 b = fmax(a.lo, a.hi);
-    float2 c = fmax(b.lo, b.hi);
-    return fmax(c.x, c.y);
-}
-
-inline float hsum16(float16 x)
-{
-    float8 a = x.lo + x.hi;
-    float4 b = a.lo + a.hi;
-    float2 c = b.lo + b.hi;
-    return c.x + c.y;
+    const int16 n = as_int16(x + (float16)(12582912.0f)) - (int16)(0x4b400000);
+    const float16 f = x - convert_float16(n);
+    float16 r = (float16)(1.537070335e-04f);
+    r = fma(r, f, (float16)(1.339984831e-03f));
+    r = fma(r, f, (float16)(9.618373257e-03f));
+    r = fma(r, f, (float16)(5.550329035e-02f));
+    r = fma(r, f, (float16)(2.402264846e-01f));
+    r = fma(r, f, (float16)(6.931472056e-01f));
+    r = fma(r, f, (float16)(1.0f));
+    const float16 scale = as_float16((n + (int16)(127)) << 23);
+    return x < (float16)(-126.0f) ? (float16)(0.0f) : r * scale;
 }
 
 __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
@@ -46,119 +70,163 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
                            __global const MASK_T *mask, __global const int *kv_lens,
                            __global float *lse, const attn_params p)
 {
-    const long i0 = (long)get_global_id(0) * BLOCK_M;
     const long h = get_global_id(1);
     const long b = get_global_id(2);
-    if (i0 >= p.q_len)
+    const long G = p.num_heads / p.num_kv_heads;
+    const long hk = h / G;
+    const long M = p.q_len * G; /* flat rows of kv head hk */
+    const long f0 = ((h % G) * ((p.q_len + 15) / 16) + (long)get_global_id(0)) * 16;
+    if (f0 >= M)
         return;
-    const long hk = h / (p.num_heads / p.num_kv_heads);
+    const int rows = (int)min(16L, M - f0);
     const long len = attn_kv_len(p, kv_lens, b);
-    const int rows = (int)min((long)BLOCK_M, p.q_len - i0);
-    const long shift = attn_causal_shift(p, kv_lens, b); /* causal: row i sees j <= i + shift */
-    const long kend = p.causal ? clamp(i0 + rows + shift, 0L, len) : len;
+    const long shift = attn_causal_shift(p, kv_lens, b); /* row i sees keys j <= i + shift */
+    const long ilo = f0 / G, ihi = (f0 + rows - 1) / G;
+    const long kend = p.causal ? clamp(ihi + shift + 1, 0L, len) : len;
+    const long kfull = p.causal ? clamp(ilo + shift + 1, 0L, len) : len; /* seen by every row */
 
-    /* Q rows, pre-scaled into base-2 logits. Rows past q_len are zero and masked later. */
-    float qs[BLOCK_M][HEAD_DIM];
-    for (int r = 0; r < BLOCK_M; ++r) {
-        const long base = p.q_off + b * p.q_s0 + (i0 + r) * p.q_s1 + h * p.q_s2;
-        for (int d = 0; d < HEAD_DIM; ++d)
-            qs[r][d] = r < rows ? LOAD_S(q, base + d * p.q_s3) * p.scale_log2 : 0.0f;
+    /* Per-lane rows. Lanes past the last row repeat it: their reads stay in bounds and
+     * their results are never stored. */
+    long qrow[16], orow[16];
+    int last[16];
+#if MASK_KIND != 0
+    long mrow[16];
+#endif
+    for (int r = 0; r < 16; ++r) {
+        const long f = f0 + min(r, rows - 1);
+        const long i = f / G, hh = hk * G + f % G;
+        last[r] = (int)(i + shift);
+        qrow[r] = p.q_off + b * p.q_s0 + i * p.q_s1 + hh * p.q_s2;
+        orow[r] = p.o_off + b * p.o_s0 + i * p.o_s1 + hh * p.o_s2;
+#if MASK_KIND != 0
+        mrow[r] = p.m_off + b * p.m_s0 + hh * p.m_s1 + i * p.m_s2;
+#endif
+    }
+    const int16 last_key = vload16(0, last); /* causal: the last key each row sees */
+
+    /* Q^T, pre-scaled into base-2 logits. */
+    float16 qT[HEAD_DIM];
+    for (int d = 0; d < HEAD_DIM; ++d) {
+        float col[16];
+        for (int r = 0; r < 16; ++r)
+            col[r] = LOAD_S(q, qrow[r] + d * p.q_s3) * p.scale_log2;
+        qT[d] = vload16(0, col);
     }
 
-    float m[BLOCK_M], l[BLOCK_M];
-    floatV acc[BLOCK_M][NVC];
-    float pr[BLOCK_M][16];
-    for (int r = 0; r < BLOCK_M; ++r) {
-        m[r] = -INFINITY;
-        l[r] = 0.0f;
-        for (int c = 0; c < NVC; ++c)
-            acc[r][c] = (floatV)(0.0f);
-    }
+    float16 oT[VD_PAD]; /* O^T, unnormalised */
+    for (int c = 0; c < VD_PAD; ++c)
+        oT[c] = (float16)(0.0f);
+    float16 m = (float16)(-INFINITY), l = (float16)(0.0f);
 
     const long slab = b * p.num_kv_heads + hk;
     __global const float *ktb = kt + slab * HEAD_DIM * p.ld_kv;
-    __global const float *vpb = vp + slab * p.ld_kv * VD_PAD;
-    const int16 lane = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    __global const float *vpb = vp + slab * VD_PAD * p.ld_kv;
 
     for (long j0 = 0; j0 < kend; j0 += 16) {
-        float16 s[BLOCK_M];
-        for (int r = 0; r < BLOCK_M; ++r)
-            s[r] = (float16)(0.0f);
-        for (int d = 0; d < HEAD_DIM; ++d) {
-            const float16 kv = vload16(0, ktb + d * p.ld_kv + j0);
+        __global const float *kr = ktb + j0 * HEAD_DIM;
+        float16 s[16];
 #pragma unroll
-            for (int r = 0; r < BLOCK_M; ++r)
-                s[r] = fma((float16)(qs[r][d]), kv, s[r]);
+        for (int t = 0; t < 16; ++t)
+            s[t] = (float16)(0.0f);
+        for (int d = 0; d < HEAD_DIM; ++d) {
+            const float16 qd = qT[d];
+#pragma unroll
+            for (int t = 0; t < 16; ++t)
+                s[t] = fma(qd, (float16)(kr[d * 16 + t]), s[t]);
         }
 
-        const int16 jj = (int16)((int)j0) + lane;
-        for (int r = 0; r < BLOCK_M; ++r) {
-            int16 ok = jj < (int16)((int)len);
-            if (p.causal)
-                ok &= jj <= (int16)((int)(i0 + r + shift));
-            if (r >= rows)
-                ok = (int16)(0);
+        if (MASK_KIND != 0 || j0 + 16 > kfull) {
+#pragma unroll
+            for (int t = 0; t < 16; ++t) {
+                const int j = (int)j0 + t;
+                int16 ok = (int16)(j < len ? -1 : 0);
+                if (p.causal)
+                    ok &= (int16)(j) <= last_key;
 #if MASK_KIND != 0
-            {
                 float mv[16];
-                const long mrow = p.m_off + b * p.m_s0 + h * p.m_s1 + (i0 + r) * p.m_s2;
-                for (int t = 0; t < 16; ++t) {
-                    const long j = j0 + t;
+                const long jm = min((long)j, len - 1) * p.m_s3;
+                for (int r = 0; r < 16; ++r)
+                    mv[r] = (float)mask[mrow[r] + jm];
 #if MASK_KIND == 1
-                    mv[t] = (j < len && r < rows) ? mask[mrow + j * p.m_s3] * ATTN_LOG2E : 0.0f;
-#else
-                    mv[t] = (j < len && r < rows) ? (float)mask[mrow + j * p.m_s3] : 1.0f;
-#endif
-                }
-#if MASK_KIND == 1
-                s[r] += vload16(0, mv);
+                s[t] = fma(vload16(0, mv), (float16)(ATTN_LOG2E), s[t]);
 #else
                 ok &= vload16(0, mv) != (float16)(0.0f);
 #endif
-            }
 #endif
-            s[r] = select((float16)(-INFINITY), s[r], ok);
-            const float mnew = fmax(m[r], hmax16(s[r]));
-            if (mnew == -INFINITY) {
-                vstore16((float16)(0.0f), 0, pr[r]);
-                continue;
+                s[t] = select((float16)(-INFINITY), s[t], ok);
             }
-            const float alpha = exp2(m[r] - mnew);
-            const float16 pv = exp2(s[r] - (float16)(mnew));
-            l[r] = l[r] * alpha + hsum16(pv);
-            m[r] = mnew;
-            if (alpha != 1.0f)
-                for (int c = 0; c < NVC; ++c)
-                    acc[r][c] *= alpha;
-            vstore16(pv, 0, pr[r]);
         }
 
-        const int nk = (int)min(16L, kend - j0);
-        for (int c = 0; c < NVC; ++c) {
-            floatV a[BLOCK_M];
-            for (int r = 0; r < BLOCK_M; ++r)
-                a[r] = acc[r][c];
-            for (int t = 0; t < nk; ++t) {
-                const floatV vv = vloadV(0, vpb + (j0 + t) * VD_PAD + c * VD_VEC);
+        /* Running max as a tree, not one 16-long dependency chain. */
+        float16 mx[8];
 #pragma unroll
-                for (int r = 0; r < BLOCK_M; ++r)
-                    a[r] = fma((floatV)(pr[r][t]), vv, a[r]);
+        for (int t = 0; t < 8; ++t)
+            mx[t] = attn_vmax(s[t], s[t + 8]);
+        const float16 mnew = attn_vmax(
+            m, attn_vmax(attn_vmax(attn_vmax(mx[0], mx[4]), attn_vmax(mx[1], mx[5])),
+                         attn_vmax(attn_vmax(mx[2], mx[6]), attn_vmax(mx[3], mx[7]))));
+        /* Rows that have seen no key keep base 0, so -inf - base is -inf, never NaN. */
+        const float16 base = mnew == (float16)(-INFINITY) ? (float16)(0.0f) : mnew;
+        /* A row's max rises on few tiles: rescale O^T only then. */
+        if (any(mnew > m)) {
+            const float16 alpha = attn_exp2_neg(m - base);
+            l *= alpha;
+            for (int c = 0; c < VD_PAD; ++c)
+                oT[c] *= alpha;
+            m = mnew;
+        }
+        float16 sum[4];
+#pragma unroll
+        for (int t = 0; t < 16; ++t) {
+            s[t] = attn_exp2_neg(s[t] - base);
+            sum[t % 4] = t < 4 ? s[t] : sum[t % 4] + s[t];
+        }
+        l += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+        /* P through private memory, the key loop below not unrolled: one vector load per
+         * VD_VEC FMAs costs nothing measurable, and PoCL's first-launch compile is ~0.7 s
+         * shorter than with all 16 x VD_VEC FMAs unrolled. */
+        float16 pr[16];
+#pragma unroll
+        for (int t = 0; t < 16; ++t)
+            pr[t] = s[t];
+
+        /* Keys past the batch's length may hold anything (padding, a KV cache's unwritten
+         * capacity): their P is 0, but 0 * NaN is NaN, so they are never read. */
+        const int nk = (int)min(16L, len - j0);
+        __global const float *vr = vpb + j0 * VD_PAD;
+        for (int c0 = 0; c0 < VD_PAD; c0 += VD_VEC) {
+            __global const float *vt = vr + c0 * 16;
+            float16 a[VD_VEC];
+#pragma unroll
+            for (int e = 0; e < VD_VEC; ++e)
+                a[e] = oT[c0 + e];
+            for (int t = 0; t < nk; ++t) {
+                const float16 pt = pr[t];
+#pragma unroll
+                for (int e = 0; e < VD_VEC; ++e)
+                    a[e] = fma(pt, (float16)(vt[t * VD_VEC + e]), a[e]);
             }
-            for (int r = 0; r < BLOCK_M; ++r)
-                acc[r][c] = a[r];
+#pragma unroll
+            for (int e = 0; e < VD_VEC; ++e)
+                oT[c0 + e] = a[e];
         }
     }
 
-    for (int r = 0; r < rows; ++r) {
-        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
-        float out[VD_PAD];
-        for (int c = 0; c < NVC; ++c)
-            vstoreV(acc[r][c] * inv, 0, out + c * VD_VEC);
-        const long base = p.o_off + b * p.o_s0 + (i0 + r) * p.o_s1 + h * p.o_s2;
-        for (int d = 0; d < V_HEAD_DIM; ++d)
-            STORE_O(o, base + d * p.o_s3, out[d]);
-        if (p.want_lse)
-            lse[p.l_off + b * p.l_s0 + h * p.l_s1 + (i0 + r) * p.l_s2] =
-                l[r] > 0.0f ? (m[r] + log2(l[r])) * ATTN_LN2 : -INFINITY;
+    /* A row that saw no key has l = 0: zeros and lse -inf. */
+    const int16 seen = l > (float16)(0.0f);
+    const float16 inv = select((float16)(0.0f), (float16)(1.0f) / l, seen);
+    for (int c = 0; c < V_HEAD_DIM; ++c) {
+        float ov[16];
+        vstore16(oT[c] * inv, 0, ov);
+        for (int r = 0; r < rows; ++r)
+            STORE_O(o, orow[r] + c * p.o_s3, ov[r]);
+    }
+    if (p.want_lse) {
+        float lv[16];
+        vstore16(select((float16)(-INFINITY), (m + log2(l)) * ATTN_LN2, seen), 0, lv);
+        for (int r = 0; r < rows; ++r) {
+            const long f = f0 + r;
+            lse[p.l_off + b * p.l_s0 + (hk * G + f % G) * p.l_s1 + (f / G) * p.l_s2] = lv[r];
+        }
     }
 }

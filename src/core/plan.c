@@ -40,13 +40,14 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
     info->struct_size = sizeof *info;
     info->family = fam;
     if (fam == ATTN_FAMILY_CPU) {
-        /* A work-item owns 8 query rows; scores for 16 keys are one float16 against K^T
-         * packed per (batch, kv head); P·V runs over vectors of v_head_dim. */
-        spec->block_m = 8;
+        /* A work-item owns 16 query rows as the lanes of a float16 (softmax without
+         * horizontal reductions), against 16-key tiles of K^T and V packed per (batch, kv
+         * head); P·V keeps vd_vec columns x 16 rows of O in registers. */
+        spec->block_m = CPU_KEY_VEC;
         spec->block_n = CPU_KEY_VEC;
         spec->vd_vec = p->v_head_dim >= 16 ? 16 : p->v_head_dim >= 8 ? 8 : 4;
         spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, (uint64_t)spec->vd_vec);
-        info->block_m = 8;
+        info->block_m = CPU_KEY_VEC;
         info->block_n = CPU_KEY_VEC;
         info->vec_width = (uint32_t)spec->vd_vec;
         info->work_group_size = 1;
@@ -459,8 +460,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     la.params_size = sizeof kp;
     void *kt = NULL, *vp = NULL;
     if (plan->info.family == ATTN_FAMILY_CPU) {
-        /* Pack K as K^T and V as rows of vd_pad floats per (batch, kv head), zero-padded to
-         * a multiple of the key vector, so the main loop reads aligned vectors. */
+        /* Pack K and V per (batch, kv head) into f32 tiles of 16 keys (K^T, and V in
+         * vd_vec-column blocks), zero-padded to a multiple of 16 keys, so the main loops read
+         * each tile sequentially (attn_pack.cl). */
         uint64_t ld = round_up((uint64_t)p->kv_len, CPU_KEY_VEC);
         uint64_t heads = (uint64_t)p->batch * (uint64_t)p->num_kv_heads;
         kp.ld_kv = (int64_t)ld;

@@ -27,7 +27,7 @@ typedef struct attn__kspec {
     X(MASK_KIND, mask_kind)                                                                   \
     X(BLOCK_M, block_m)  /* CPU: rows per work-item; GPU: rows (= work-items) per group */    \
     X(BLOCK_N, block_n)  /* keys per tile */                                                  \
-    X(VD_VEC, vd_vec)    /* CPU: vector width over v_head_dim */                              \
+    X(VD_VEC, vd_vec)    /* CPU: v_head_dim columns per P·V register tile */                  \
     X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */                               \
     X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */
 #define ATTN__X(NAME, field) long long field;
