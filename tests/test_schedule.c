@@ -529,6 +529,111 @@ START_TEST(test_kv_cache_decode)
 }
 END_TEST
 
+/* Decode (split-KV): few query rows per kv head over many keys, against the reference. */
+typedef struct decode_case {
+    int64_t B, H, Hk, Sq, Sk, D, Dv;
+    attn_dtype dt;
+    int causal, lens, lse;
+    attn_mask_kind mask;
+} decode_case;
+
+static void run_decode_case(int dev, const decode_case *c)
+{
+    const size_t es = c->dt == ATTN_DTYPE_F16 ? 2 : 4;
+    const size_t nq = (size_t)(c->B * c->Sq * c->H * c->D), nk = (size_t)(c->B * c->Sk * c->Hk * c->D);
+    const size_t nv = (size_t)(c->B * c->Sk * c->Hk * c->Dv), no = (size_t)(c->B * c->Sq * c->H * c->Dv);
+    const size_t nm = (size_t)(c->Sq * c->Sk), nl = (size_t)(c->B * c->H * c->Sq);
+    float *f = malloc((nq + nk + nv) * 4), *mf = malloc(nm * 4);
+    uint8_t *mb = malloc(nm);
+    tu_fill_uniform(f, nq + nk + nv, 77);
+    for (size_t i = 0; i < nm; ++i) {
+        mf[i] = i % 5 == 0 ? -INFINITY : 0.1f * (float)(i % 3);
+        mb[i] = (uint8_t)(i % 4 != 1);
+    }
+    char *in = malloc((nq + nk + nv) * es);
+    for (size_t i = 0; i < nq + nk + nv; ++i) {
+        if (es == 2)
+            ((uint16_t *)in)[i] = tu_float_to_half(f[i]);
+        else
+            ((float *)in)[i] = f[i];
+    }
+    int32_t lens[4] = {(int32_t)c->Sk, (int32_t)(c->Sk / 3), 0, (int32_t)c->Sk - 1};
+    attn_desc d = ATTN_DESC_INIT;
+    d.batch = c->B, d.num_heads = c->H, d.num_kv_heads = c->Hk, d.q_len = c->Sq, d.kv_len = c->Sk;
+    d.head_dim = c->D, d.v_head_dim = c->Dv, d.dtype = c->dt, d.causal = c->causal;
+    d.kv_lens = c->lens ? lens : NULL, d.mask_kind = c->mask, d.want_lse = c->lse;
+    void *o = calloc(no, es), *oref = calloc(no, es);
+    float *l = calloc(nl, 4), *lref = calloc(nl, 4);
+    attn_run_args a = ATTN_RUN_ARGS_INIT;
+    a.q = attn_tensor_host(c->dt, c->B, c->Sq, c->H, c->D, in);
+    a.k = attn_tensor_host(c->dt, c->B, c->Sk, c->Hk, c->D, in + nq * es);
+    a.v = attn_tensor_host(c->dt, c->B, c->Sk, c->Hk, c->Dv, in + (nq + nk) * es);
+    if (c->mask == ATTN_MASK_ADDITIVE)
+        a.mask = attn_tensor_host(ATTN_DTYPE_F32, 1, 1, c->Sq, c->Sk, mf);
+    else if (c->mask == ATTN_MASK_BOOLEAN)
+        a.mask = attn_tensor_host(ATTN_DTYPE_U8, 1, 1, c->Sq, c->Sk, mb);
+    for (int fam = ATTN_FAMILY_CPU; fam <= ATTN_FAMILY_GPU; ++fam) {
+        attn_context *ctx = device_ctx(dev, (attn_kernel_family)fam, 0);
+        attn_context_params rp = ATTN_CONTEXT_PARAMS_INIT;
+        rp.backend = ATTN_BACKEND_REFERENCE;
+        attn_context *ref = NULL;
+        ck_assert_int_eq(attn_context_create(&rp, &ref), ATTN_OK);
+        attn_plan *plan = NULL, *rplan = NULL;
+        ck_assert_msg(attn_plan_create(ctx, &d, &plan) == ATTN_OK, "%s", attn_last_detail());
+        ck_assert_int_eq(attn_plan_create(ref, &d, &rplan), ATTN_OK);
+        attn_plan_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        attn_plan_get_info(plan, &info);
+        ck_assert_str_eq(info.kernel, "attn_decode.cl");
+        a.o = attn_tensor_host(c->dt, c->B, c->Sq, c->H, c->Dv, oref);
+        if (c->lse)
+            a.lse = attn_tensor_host(ATTN_DTYPE_F32, c->B, c->H, c->Sq, 1, lref);
+        ck_assert_int_eq(attn_plan_run(rplan, &a), ATTN_OK);
+        a.o = attn_tensor_host(c->dt, c->B, c->Sq, c->H, c->Dv, o);
+        if (c->lse)
+            a.lse = attn_tensor_host(ATTN_DTYPE_F32, c->B, c->H, c->Sq, 1, l);
+        ck_assert_msg(attn_plan_run(plan, &a) == ATTN_OK, "%s", attn_last_detail());
+        float *got = malloc(no * 4), *want = malloc(no * 4);
+        for (size_t i = 0; i < no; ++i) {
+            got[i] = es == 2 ? tu_half_to_float(((uint16_t *)o)[i]) : ((float *)o)[i];
+            want[i] = es == 2 ? tu_half_to_float(((uint16_t *)oref)[i]) : ((float *)oref)[i];
+        }
+        tu_compare_result res;
+        char msg[256];
+        int ok = tu_compare(got, want, no, tu_tolerance(c->dt), &res);
+        tu_compare_describe(&res, msg, sizeof msg);
+        ck_assert_msg(ok, "decode B%lld H%lld/%lld Sq%lld Sk%lld D%lld/%lld family %d: %s",
+                      (long long)c->B, (long long)c->H, (long long)c->Hk, (long long)c->Sq,
+                      (long long)c->Sk, (long long)c->D, (long long)c->Dv, fam, msg);
+        if (c->lse) {
+            ok = tu_compare(l, lref, nl, 1e-4, &res);
+            tu_compare_describe(&res, msg, sizeof msg);
+            ck_assert_msg(ok, "decode lse: %s", msg);
+        }
+        free(got), free(want);
+        attn_context_destroy(ctx);
+        attn_context_destroy(ref);
+    }
+    free(f), free(mf), free(mb), free(in), free(o), free(oref), free(l), free(lref);
+}
+
+START_TEST(test_decode_split)
+{
+    const decode_case cases[] = {
+        {1, 8, 2, 1, 1000, 64, 64, ATTN_DTYPE_F32, 0, 0, 0, ATTN_MASK_NONE},
+        {2, 4, 1, 2, 300, 32, 32, ATTN_DTYPE_F16, 1, 1, 1, ATTN_MASK_NONE},
+        {1, 16, 16, 1, 517, 7, 5, ATTN_DTYPE_F32, 0, 0, 1, ATTN_MASK_ADDITIVE},
+        {3, 4, 1, 4, 129, 80, 80, ATTN_DTYPE_F16, 1, 1, 0, ATTN_MASK_BOOLEAN},
+        {4, 32, 8, 1, 4096, 128, 128, ATTN_DTYPE_F16, 0, 1, 1, ATTN_MASK_NONE},
+        {1, 2, 2, 3, 200, 256, 256, ATTN_DTYPE_F32, 1, 0, 1, ATTN_MASK_NONE},
+    };
+    for (int dev = 0; dev < device_count(); ++dev)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i)
+            run_decode_case(dev, &cases[i]);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("schedule");
@@ -538,6 +643,7 @@ int main(void)
     tcase_add_test(tc, test_budget_too_small);
     tcase_add_test(tc, test_progress_and_cancel);
     tcase_add_test(tc, test_kv_cache_decode);
+    tcase_add_test(tc, test_decode_split);
     tcase_add_test(tc, test_oom_recovery);
     tcase_add_test(tc, test_mixed_under_budget);
     tcase_add_test(tc, test_budgets_same_output);

@@ -14,10 +14,12 @@
 #define STORE_T half
 #define LOAD_S(p, i) vload_half((size_t)(i), (p))
 #define STORE_S(p, i, x) vstore_half_rte((x), (size_t)(i), (p))
+#define LOAD8_S(p, i) vload_half8(0, (p) + (i))
 #else
 #define STORE_T float
 #define LOAD_S(p, i) ((p)[(i)])
 #define STORE_S(p, i, x) ((p)[(i)] = (x))
+#define LOAD8_S(p, i) vload8(0, (p) + (i))
 #endif
 
 #if MASK_KIND == 2

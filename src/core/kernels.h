@@ -20,7 +20,8 @@
     X(causal) X(has_kv_lens) X(want_lse) /* run-time switches: no extra JIT variants */      \
     X(q_pos) X(k_pos)     /* global index of this launch's first query row / first key */  \
     X(q_total) X(kv_total) /* the whole problem's q_len / kv_len (causal alignment) */      \
-    X(chunk_first) X(chunk_last) /* merge kernel: first / last key chunk of a segment */
+    X(chunk_first) X(chunk_last) /* merge kernel: first / last key chunk of a segment */   \
+    X(num_splits) X(split_len) /* decode: key ranges per (batch, kv head), keys per range */
 #define ATTN__KPARAMS_F32(X)                                                                  \
     X(scale_log2) /* softmax scale times log2(e): kernels work in base 2 */                   \
     X(reserved)

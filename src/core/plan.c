@@ -98,11 +98,56 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
                         + (long double)B * H * Sq * 4 + B * 4;      /* lse, kv_lens */
     if (p->mask_kind != ATTN_MASK_NONE)
         total += (long double)B * H * Sq * Skv * (p->mask_kind == ATTN_MASK_ADDITIVE ? 4 : 1);
-    if (plan->info.family == ATTN_FAMILY_CPU) {
+    if (plan->decode) {
+        const long double rows = (long double)B * Sq * H * plan->num_splits;
+        total += rows * (Dv + 1) * 4; /* partial O and lse per split */
+    } else if (plan->info.family == ATTN_FAMILY_CPU) {
         uint64_t ld = (Skv + CPU_KEY_VEC - 1) / CPU_KEY_VEC * CPU_KEY_VEC;
         total += (long double)B * Hk * ld * (D + plan->vd_pad) * 4;
     }
     return total >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)total;
+}
+
+#define DECODE_MAX_ROWS 16 /* query rows per kv head the decode kernel holds */
+
+/* Decode (split-KV) when each kv head has few query rows and many keys: the keys are split
+ * so that the device gets enough work-items, and the splits are merged exactly. */
+static attn_status plan_decode(attn_plan *plan)
+{
+    const attn__problem *p = &plan->pb;
+    const attn_device_info *dev = &plan->ctx->info;
+    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
+    if (rows > DECODE_MAX_ROWS || p->kv_len < 128)
+        return ATTN_OK;
+    const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
+    const uint64_t want = (dev->type == ATTN_DEVICE_CPU ? 4 : 32) * cu;
+    const uint64_t slabs = (uint64_t)(p->batch * p->num_kv_heads);
+    uint64_t splits = (want + slabs - 1) / slabs;
+    const uint64_t most = ((uint64_t)p->kv_len + 63) / 64; /* at least 64 keys a split */
+    if (splits > most)
+        splits = most;
+    if (splits < 1)
+        splits = 1;
+    plan->decode = 1;
+    plan->num_splits = (uint32_t)splits;
+    plan->split_len = (uint32_t)(((uint64_t)p->kv_len + splits - 1) / splits);
+    static const char *const files[] = {"attn_decode.cl"};
+    static const char *const entries[] = {"attn_decode", "attn_decode_merge"};
+    const attn__define defs[] = {{"HEAD_DIM", p->head_dim},
+                                 {"V_HEAD_DIM", p->v_head_dim},
+                                 {"STORAGE_F16", p->dtype == ATTN_DTYPE_F16},
+                                 {"MASK_KIND", p->mask_kind},
+                                 {"MAX_ROWS", DECODE_MAX_ROWS}};
+    void *k[2] = {NULL, NULL};
+    attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, 5, k);
+    plan->k_dec = k[0];
+    plan->k_dec_merge = k[1];
+    plan->info.block_m = (uint32_t)rows;
+    plan->info.block_n = plan->split_len;
+    plan->info.vec_width = 8;
+    plan->info.work_group_size = 1;
+    attn__strlcpy(plan->info.kernel, "attn_decode.cl", sizeof plan->info.kernel);
+    return st;
 }
 
 /* One program per family: the CPU family's K/V packing kernel is built with its attention
@@ -165,6 +210,8 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
     } else {
         st = choose_config(plan, &plan->spec);
         if (st == ATTN_OK)
+            st = plan_decode(plan);
+        if (st == ATTN_OK && !plan->decode)
             st = compile_program(plan, 0);
         if (st == ATTN_OK) {
             plan->info.device_bytes = one_pass_bytes(plan);
@@ -178,7 +225,8 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
             return st;
         }
     }
-    plan->info.device_bytes = one_pass_bytes(plan);
+    if (ctx->ops->lang == ATTN__LANG_NONE)
+        plan->info.device_bytes = one_pass_bytes(plan);
     attn__plan_link(ctx, plan);
     *out = plan;
     return ATTN_OK;
@@ -459,6 +507,42 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     la.params = &kp;
     la.params_size = sizeof kp;
     void *kt = NULL, *vp = NULL;
+    if (plan->decode) {
+        /* Split-KV: partial results per key range, then their exact merge. */
+        const uint64_t rows = (uint64_t)(p->batch * p->num_heads * p->q_len) * plan->num_splits;
+        void *op = NULL, *lp = NULL;
+        if ((st = scratch(plan, ATTN__S_OPART, rows * (uint64_t)p->v_head_dim * 4, &op)) ||
+            (st = scratch(plan, ATTN__S_LPART, rows * 4, &lp)))
+            return st;
+        kp.num_splits = plan->num_splits;
+        kp.split_len = plan->split_len;
+        la.buffers[0] = q.handle;
+        la.buffers[1] = k.handle;
+        la.buffers[2] = v.handle;
+        la.buffers[3] = m.handle;
+        la.buffers[4] = lens;
+        la.buffers[5] = op;
+        la.buffers[6] = lp;
+        la.num_buffers = 7;
+        la.groups[0] = plan->num_splits;
+        la.groups[1] = (size_t)p->num_kv_heads;
+        la.groups[2] = (size_t)p->batch;
+        la.local[0] = la.local[1] = la.local[2] = 1;
+        if ((st = attn__enqueue(ctx, plan->k_dec, &la)))
+            return st;
+        la.buffers[0] = op;
+        la.buffers[1] = lp;
+        la.buffers[2] = o.handle;
+        la.buffers[3] = l.handle;
+        la.num_buffers = 4;
+        la.groups[0] = (size_t)(p->q_len * (p->num_heads / p->num_kv_heads));
+        if ((st = attn__enqueue(ctx, plan->k_dec_merge, &la)))
+            return st;
+        if ((st = read_out(plan, &bound[ATTN__T_O], &o)) ||
+            (st = read_out(plan, &bound[ATTN__T_LSE], &l)))
+            return st;
+        return ctx->ops->finish(ctx->dev);
+    }
     if (plan->info.family == ATTN_FAMILY_CPU) {
         /* Pack K and V per (batch, kv head) into f32 tiles of 16 keys (K^T, and V in
          * vd_vec-column blocks), zero-padded to a multiple of 16 keys, so the main loops read

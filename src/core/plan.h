@@ -38,7 +38,7 @@ typedef struct attn__kspec {
 /* Device scratch kept by a plan between runs. */
 enum {
     ATTN__S_Q, ATTN__S_K, ATTN__S_V, ATTN__S_O, ATTN__S_MASK, ATTN__S_LSE, /* host staging */
-    ATTN__S_KV_LENS, ATTN__S_KT, ATTN__S_VP, ATTN__S_COUNT
+    ATTN__S_KV_LENS, ATTN__S_KT, ATTN__S_VP, ATTN__S_OPART, ATTN__S_LPART, ATTN__S_COUNT
 };
 
 typedef struct attn__scratch {
@@ -57,6 +57,10 @@ struct attn_plan {
     /* The scheduler's kernels (attention with f32 partial output, packing, merge),
      * compiled when the plan is scheduled or first falls back to the scheduler. */
     void *k_cpack, *k_cmain, *k_merge;
+    /* Decode (split-KV): few query rows per kv head over many keys. */
+    int decode;
+    uint32_t num_splits, split_len;
+    void *k_dec, *k_dec_merge;
     attn__scratch scratch[ATTN__S_COUNT];
     struct attn_plan *prev, *next;
 };

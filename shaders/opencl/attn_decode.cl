@@ -1,0 +1,168 @@
+/* attn_decode.cl — decode (split-KV): few query rows over many keys. The keys of each
+ * (batch, kv head) are split into num_splits ranges, one work-item each, so one query row
+ * still spreads over the whole device; every work-item owns all the rows of its kv head
+ * (q_len x heads of the group, at most MAX_ROWS), reads K and V once, directly from their
+ * storage (no packing pass), and writes a partial result (normalised O and log-sum-exp);
+ * attn_decode_merge then combines the splits exactly.
+ * Launch: attn_decode groups (num_splits, num_kv_heads, batch), local (1, 1, 1);
+ *         attn_decode_merge groups (q_len * G, num_kv_heads, batch), local (1, 1, 1).
+ * Partials: O [batch][kv_heads][splits][rows][V_HEAD_DIM], lse [..][splits][rows], f32. */
+#ifndef HEAD_DIM
+#define HEAD_DIM 64
+#endif
+#ifndef V_HEAD_DIM
+#define V_HEAD_DIM HEAD_DIM
+#endif
+#ifndef MAX_ROWS
+#define MAX_ROWS 16
+#endif
+
+/* head_dim / v_head_dim rounded up to whole float8 vectors, zero-padded. */
+#define HD8 ((HEAD_DIM + 7) / 8)
+#define VD8 ((V_HEAD_DIM + 7) / 8)
+
+inline float attn_hsum8(float8 x)
+{
+    float4 a = x.lo + x.hi;
+    float2 b = a.lo + a.hi;
+    return b.x + b.y;
+}
+
+__kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
+                          __global const STORE_T *v, __global const MASK_T *mask,
+                          __global const int *kv_lens, __global float *opart,
+                          __global float *lpart, const attn_params p)
+{
+    const long s = get_global_id(0), hk = get_global_id(1), b = get_global_id(2);
+    const long G = p.num_heads / p.num_kv_heads;
+    const int rows = (int)(p.q_len * G);
+    const long len = attn_kv_len(p, kv_lens, b);
+    const long shift = attn_causal_shift(p, kv_lens, b);
+    const long j_begin = s * p.split_len;
+    long j_end = min(len, j_begin + p.split_len);
+    if (p.causal) /* the last row sees the most keys */
+        j_end = min(j_end, p.q_len - 1 + shift + 1);
+
+    float8 qr[MAX_ROWS][HD8];
+    float8 acc[MAX_ROWS][VD8];
+    float m[MAX_ROWS], l[MAX_ROWS];
+    for (int r = 0; r < rows; ++r) {
+        const long i = r / G, h = hk * G + r % G;
+        const long base = p.q_off + b * p.q_s0 + i * p.q_s1 + h * p.q_s2;
+        float tmp[HD8 * 8];
+        for (int d = 0; d < HD8 * 8; ++d)
+            tmp[d] = d < HEAD_DIM ? LOAD_S(q, base + d * p.q_s3) * p.scale_log2 : 0.0f;
+        for (int c = 0; c < HD8; ++c)
+            qr[r][c] = vload8(c, tmp);
+        for (int c = 0; c < VD8; ++c)
+            acc[r][c] = (float8)(0.0f);
+        m[r] = -INFINITY;
+        l[r] = 0.0f;
+    }
+
+    float kt[HD8 * 8], vt[VD8 * 8];
+    for (int d = HEAD_DIM; d < HD8 * 8; ++d)
+        kt[d] = 0.0f;
+    for (int d = V_HEAD_DIM; d < VD8 * 8; ++d)
+        vt[d] = 0.0f;
+    for (long j = j_begin; j < j_end; ++j) {
+        const long kb = p.k_off + b * p.k_s0 + j * p.k_s1 + hk * p.k_s2;
+        const long vb = p.v_off + b * p.v_s0 + j * p.v_s1 + hk * p.v_s2;
+        /* Rows with unit element stride load 8 at a time (the common layouts). */
+#if HEAD_DIM % 8 == 0
+        if (p.k_s3 == 1) {
+            for (int c = 0; c < HEAD_DIM / 8; ++c)
+                vstore8(LOAD8_S(k, kb + c * 8), c, kt);
+        } else
+#endif
+        {
+            for (int d = 0; d < HEAD_DIM; ++d)
+                kt[d] = LOAD_S(k, kb + d * p.k_s3);
+        }
+#if V_HEAD_DIM % 8 == 0
+        if (p.v_s3 == 1) {
+            for (int c = 0; c < V_HEAD_DIM / 8; ++c)
+                vstore8(LOAD8_S(v, vb + c * 8), c, vt);
+        } else
+#endif
+        {
+            for (int d = 0; d < V_HEAD_DIM; ++d)
+                vt[d] = LOAD_S(v, vb + d * p.v_s3);
+        }
+        for (int r = 0; r < rows; ++r) {
+            const long i = r / G, h = hk * G + r % G;
+            if (p.causal && j > i + shift)
+                continue;
+            float8 dot8 = (float8)(0.0f);
+            for (int c = 0; c < HD8; ++c)
+                dot8 = fma(qr[r][c], vload8(c, kt), dot8);
+            float x = attn_hsum8(dot8);
+#if MASK_KIND != 0
+            const float mv = mask[p.m_off + b * p.m_s0 + h * p.m_s1 + i * p.m_s2 + j * p.m_s3];
+#if MASK_KIND == 1
+            x += mv * ATTN_LOG2E;
+#else
+            if (mv == 0.0f)
+                continue;
+#endif
+#endif
+            if (x == -INFINITY)
+                continue;
+            const float mn = fmax(m[r], x);
+            const float alpha = exp2(m[r] - mn), pj = exp2(x - mn);
+            l[r] = l[r] * alpha + pj;
+            for (int c = 0; c < VD8; ++c)
+                acc[r][c] = fma((float8)(pj), vload8(c, vt), acc[r][c] * alpha);
+            m[r] = mn;
+        }
+    }
+
+    const long slot = ((b * p.num_kv_heads + hk) * p.num_splits + s) * rows;
+    for (int r = 0; r < rows; ++r) {
+        const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
+        float out[VD8 * 8];
+        for (int c = 0; c < VD8; ++c)
+            vstore8(acc[r][c] * inv, c, out);
+        for (int d = 0; d < V_HEAD_DIM; ++d)
+            opart[(slot + r) * V_HEAD_DIM + d] = out[d];
+        lpart[slot + r] = l[r] > 0.0f ? (m[r] + log2(l[r])) * ATTN_LN2 : -INFINITY;
+    }
+}
+
+/* Combines the splits of one row: O = sum_s w_s O_s / sum_s w_s, w_s = e^(lse_s - max). */
+__kernel void attn_decode_merge(__global const float *opart, __global const float *lpart,
+                                __global STORE_T *o, __global float *lse, const attn_params p)
+{
+    const long r = get_global_id(0), hk = get_global_id(1), b = get_global_id(2);
+    const long G = p.num_heads / p.num_kv_heads;
+    const long rows = p.q_len * G;
+    if (r >= rows)
+        return;
+    const long i = r / G, h = hk * G + r % G;
+    const long first = (b * p.num_kv_heads + hk) * p.num_splits * rows + r;
+    float mx = -INFINITY;
+    for (long s = 0; s < p.num_splits; ++s)
+        mx = fmax(mx, lpart[first + s * rows]);
+    float out[V_HEAD_DIM];
+    for (int d = 0; d < V_HEAD_DIM; ++d)
+        out[d] = 0.0f;
+    float wsum = 0.0f;
+    if (mx != -INFINITY) {
+        for (long s = 0; s < p.num_splits; ++s) {
+            const float ls = lpart[first + s * rows];
+            if (ls == -INFINITY)
+                continue;
+            const float w = exp(ls - mx);
+            wsum += w;
+            for (int d = 0; d < V_HEAD_DIM; ++d)
+                out[d] = fma(w, opart[(first + s * rows) * V_HEAD_DIM + d], out[d]);
+        }
+    }
+    const float inv = wsum > 0.0f ? 1.0f / wsum : 0.0f;
+    const long ob = p.o_off + b * p.o_s0 + i * p.o_s1 + h * p.o_s2;
+    for (int d = 0; d < V_HEAD_DIM; ++d)
+        STORE_S(o, ob + d * p.o_s3, out[d] * inv);
+    if (p.want_lse)
+        lse[p.l_off + b * p.l_s0 + h * p.l_s1 + i * p.l_s2] =
+            wsum > 0.0f ? mx + log(wsum) : -INFINITY;
+}
