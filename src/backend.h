@@ -74,6 +74,14 @@ typedef struct attn__backend_ops {
                            uint32_t num_defines, const char *const *entries,
                            uint32_t num_entries, void **kernels);
     void (*kernel_free)(void *dev, void *kernel);
+    /* Persistent JIT cache (both NULL where the API has no program binaries): the binary
+     * of the program a compiled kernel came from (malloc'ed), and kernels made from such
+     * a binary. A binary the driver rejects is an error the core answers by compiling
+     * from source. */
+    attn_status (*program_binary)(void *dev, void *kernel, void **data, size_t *bytes);
+    attn_status (*compile_binary)(void *dev, const void *data, size_t bytes,
+                                  const char *const *entries, uint32_t num_entries,
+                                  void **kernels);
     /* Enqueue one launch (may return before it completes). */
     attn_status (*launch)(void *dev, void *kernel, const attn__launch *launch);
     /* Wait for everything enqueued. */

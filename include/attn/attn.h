@@ -145,7 +145,9 @@ typedef struct attn_context_params {
     attn_backend backend;            /* AUTO: a GPU if any, else OpenCL, Vulkan, reference */
     uint32_t device_index;           /* within the backend (ignored for AUTO) */
     uint64_t memory_budget;          /* bytes of device memory to use at most; 0 = device's */
-    const char *cache_dir;           /* NULL: $ATTN_CACHE_DIR, $XDG_CACHE_HOME/attn, ~/.cache/attn */
+    const char *cache_dir;           /* persistent JIT cache; NULL: $ATTN_CACHE_DIR, else
+                                        $XDG_CACHE_HOME/attn, else ~/.cache/attn; "" (or
+                                        ATTN_CACHE_DIR set empty): no disk cache */
     attn_log_fn log_fn;              /* NULL: the library never prints */
     void *log_user;
     attn_log_level log_level;        /* messages at or below this level reach log_fn */
@@ -178,6 +180,7 @@ typedef struct attn_stats {
     uint64_t compile_cache_hits;
     uint64_t launches;
     uint64_t plans_created;
+    uint64_t disk_cache_hits;   /* programs loaded from the persistent JIT cache */
 } attn_stats;
 
 ATTN_API attn_status attn_context_get_stats(const attn_context *ctx, attn_stats *stats);

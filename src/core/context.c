@@ -220,10 +220,10 @@ static char *default_cache_dir(const char *given)
 {
     const char *e;
     char buf[4096];
-    if (given && *given)
-        return strdup(given);
-    if ((e = getenv("ATTN_CACHE_DIR")) && *e)
-        return strdup(e);
+    if (given)
+        return *given ? strdup(given) : NULL;
+    if ((e = getenv("ATTN_CACHE_DIR")))
+        return *e ? strdup(e) : NULL;
     if ((e = getenv("XDG_CACHE_HOME")) && *e) {
         snprintf(buf, sizeof buf, "%s/attn", e);
         return strdup(buf);

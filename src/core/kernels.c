@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/kernels.h"
+#include "core/jit_cache.h"
 #include "core/shaders.h"
 
 const char *attn__shader_source(const char *name)
@@ -72,6 +73,58 @@ static attn__kcache_entry *lookup(attn_context *ctx, const char *key)
     return NULL;
 }
 
+/* The persistent cache's key: everything a program binary depends on — the device and
+ * its driver, this library's version, the whole source text, the defines (in `key`). */
+static char *disk_key(const attn_context *ctx, const char *key, const char *source)
+{
+    const attn_device_info *d = &ctx->info;
+    const uint64_t h = attn__fnv1a(0xcbf29ce484222325ull, source, strlen(source));
+    size_t n = strlen(key) + strlen(d->name) + strlen(d->driver_version) + strlen(d->api_version) +
+               strlen(d->platform) + strlen(ctx->ops->name) + 128;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "attn %s|%s|%s|%s|%s|%s|vendor %u|src %016llx|%s", ATTN_VERSION_STRING,
+                 ctx->ops->name, d->platform, d->name, d->driver_version, d->api_version,
+                 d->vendor_id, (unsigned long long)h, key);
+    return k;
+}
+
+/* Compiles through the persistent cache where the backend has program binaries: a cached
+ * binary is tried first, and a fresh compile is stored. Any cache failure falls back to
+ * compiling the source. */
+static attn_status compile_cached(attn_context *ctx, const char *key, const char *source,
+                                  const attn__define *defines, uint32_t num_defines,
+                                  const char *const *entries, uint32_t num_entries,
+                                  void **kernels, int *from_disk)
+{
+    *from_disk = 0;
+    const int usable = ctx->cache_dir && ctx->ops->compile_binary && ctx->ops->program_binary;
+    char *dkey = usable ? disk_key(ctx, key, source) : NULL;
+    void *bin = NULL;
+    size_t nbin = 0;
+    if (dkey && attn__jit_cache_load(ctx->cache_dir, ctx->ops->name, dkey, &bin, &nbin)) {
+        attn_status st =
+            ctx->ops->compile_binary(ctx->dev, bin, nbin, entries, num_entries, kernels);
+        free(bin);
+        if (st == ATTN_OK) {
+            *from_disk = 1;
+            free(dkey);
+            return ATTN_OK;
+        }
+        attn__log(ctx, ATTN_LOG_DEBUG, "cached binary of %s rejected; compiling", key);
+    }
+    attn_status st =
+        ctx->ops->compile(ctx->dev, source, defines, num_defines, entries, num_entries, kernels);
+    if (st == ATTN_OK && dkey &&
+        ctx->ops->program_binary(ctx->dev, kernels[0], &bin, &nbin) == ATTN_OK) {
+        if (!attn__jit_cache_store(ctx->cache_dir, ctx->ops->name, dkey, bin, nbin))
+            attn__log(ctx, ATTN_LOG_DEBUG, "could not write the JIT cache in %s", ctx->cache_dir);
+        free(bin);
+    }
+    free(dkey);
+    return st;
+}
+
 attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint32_t num_files,
                               const char *const *entries, uint32_t num_entries,
                               const attn__define *defines, uint32_t num_defines, void **kernels)
@@ -120,8 +173,9 @@ attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint3
         free(key);
         return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "kernel source");
     }
-    attn_status st = ctx->ops->compile(ctx->dev, source, defines, num_defines, entries,
-                                       num_entries, e->kernels);
+    int from_disk = 0;
+    attn_status st = compile_cached(ctx, key, source, defines, num_defines, entries,
+                                    num_entries, e->kernels, &from_disk);
     free(source);
     if (st != ATTN_OK) {
         free(e);
@@ -133,7 +187,10 @@ attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint3
     pthread_mutex_lock(&ctx->lock);
     e->next = ctx->kcache;
     ctx->kcache = e;
-    ctx->stats.kernels_compiled++;
+    if (from_disk)
+        ctx->stats.disk_cache_hits++;
+    else
+        ctx->stats.kernels_compiled++;
     pthread_mutex_unlock(&ctx->lock);
     attn__log(ctx, ATTN_LOG_DEBUG, "compiled %s", key);
     memcpy(kernels, e->kernels, num_entries * sizeof *kernels);

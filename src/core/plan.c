@@ -140,6 +140,11 @@ static attn_status plan_decode(attn_plan *plan)
                                  {"MAX_ROWS", DECODE_MAX_ROWS}};
     void *k[2] = {NULL, NULL};
     attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, 5, k);
+    if (st == ATTN_ERROR_UNSUPPORTED) {
+        /* A backend without the decode kernels runs the prefill kernels instead. */
+        plan->decode = 0;
+        return ATTN_OK;
+    }
     plan->k_dec = k[0];
     plan->k_dec_merge = k[1];
     plan->info.block_m = (uint32_t)rows;

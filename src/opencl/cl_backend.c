@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -755,6 +756,81 @@ static attn_status attn_cl_compile(void *dev, const char *source, const attn__de
     return status;
 }
 
+/* The persistent cache's failures are not the caller's: a debug log line, no detail. */
+static attn_status attn_cl_quiet(attn_cl_device *d, attn_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static attn_status attn_cl_quiet(attn_cl_device *d, attn_status st, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    attn__log(d->ctx, ATTN_LOG_DEBUG, "%s", msg);
+    return st;
+}
+
+/* The program binary for this device (PoCL, vendor drivers: their own formats). */
+static attn_status attn_cl_program_binary(void *dev, void *kernel, void **data, size_t *bytes)
+{
+    attn_cl_device *d = dev;
+    attn_cl_kernel *k = kernel;
+    *data = NULL;
+    *bytes = 0;
+    size_t size = 0;
+    cl_int err = clGetProgramInfo(k->program, CL_PROGRAM_BINARY_SIZES, sizeof size, &size, NULL);
+    if (err != CL_SUCCESS || size == 0)
+        return attn_cl_quiet(d, ATTN_ERROR_UNSUPPORTED, "OpenCL: the driver gives no program binary (%s, %d)",
+                          attn_cl_error_name(err), (int)err);
+    unsigned char *bin = malloc(size);
+    if (!bin)
+        return attn_cl_quiet(d, ATTN_ERROR_OUT_OF_HOST_MEMORY, "OpenCL: program binary");
+    err = clGetProgramInfo(k->program, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL);
+    if (err != CL_SUCCESS) {
+        free(bin);
+        return attn_cl_quiet(d, ATTN_ERROR_BACKEND, "OpenCL: reading the program binary: %s (%d)",
+                          attn_cl_error_name(err), (int)err);
+    }
+    *data = bin;
+    *bytes = size;
+    return ATTN_OK;
+}
+
+static attn_status attn_cl_compile_binary(void *dev, const void *data, size_t bytes,
+                                          const char *const *entries, uint32_t num_entries,
+                                          void **kernels)
+{
+    attn_cl_device *d = dev;
+    for (uint32_t i = 0; i < num_entries; ++i)
+        kernels[i] = NULL;
+    const unsigned char *bin = data;
+    cl_int status = CL_SUCCESS, err = CL_SUCCESS;
+    cl_program program =
+        clCreateProgramWithBinary(d->context, 1, &d->device, &bytes, &bin, &status, &err);
+    if (!program || err != CL_SUCCESS || status != CL_SUCCESS) {
+        if (program)
+            clReleaseProgram(program);
+        return attn_cl_quiet(d, ATTN_ERROR_JIT_FAILED, "OpenCL: the driver rejects the cached binary (%s, %d)",
+                          attn_cl_error_name(err != CL_SUCCESS ? err : status),
+                          (int)(err != CL_SUCCESS ? err : status));
+    }
+    err = clBuildProgram(program, 1, &d->device, "", NULL, NULL);
+    attn_status st = err == CL_SUCCESS
+                         ? ATTN_OK
+                         : attn_cl_quiet(d, ATTN_ERROR_JIT_FAILED,
+                                         "OpenCL: building the cached binary failed (%s, %d)",
+                                         attn_cl_error_name(err), (int)err);
+    for (uint32_t i = 0; i < num_entries && st == ATTN_OK; ++i)
+        st = attn_cl_make_kernel(d, program, entries[i], "(binary)", &kernels[i]);
+    if (st != ATTN_OK)
+        for (uint32_t i = 0; i < num_entries; ++i) {
+            attn_cl_kernel_free(dev, kernels[i]);
+            kernels[i] = NULL;
+        }
+    clReleaseProgram(program);
+    return st;
+}
+
 static void attn_cl_kernel_free(void *dev, void *kernel)
 {
     (void)dev;
@@ -861,6 +937,8 @@ const attn__backend_ops attn__opencl_ops = {
     .buffer_host_ptr = attn_cl_buffer_host_ptr,
     .compile = attn_cl_compile,
     .kernel_free = attn_cl_kernel_free,
+    .program_binary = attn_cl_program_binary,
+    .compile_binary = attn_cl_compile_binary,
     .launch = attn_cl_launch,
     .finish = attn_cl_finish,
 };

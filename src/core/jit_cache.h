@@ -1,0 +1,21 @@
+/* jit_cache.h — compiled programs on disk (src/core/jit_cache.c). */
+#ifndef ATTN_CORE_JIT_CACHE_H
+#define ATTN_CORE_JIT_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* 64-bit FNV-1a, continued from h (start with 0xcbf29ce484222325). */
+uint64_t attn__fnv1a(uint64_t h, const void *data, size_t n);
+
+/* Loads the payload stored under `key` for `backend` in `dir`: 1 and a malloc'ed payload
+ * when a whole, intact file with exactly this key exists; 0 otherwise (missing, damaged,
+ * truncated, foreign — the caller rebuilds). */
+int attn__jit_cache_load(const char *dir, const char *backend, const char *key, void **payload,
+                         size_t *bytes);
+
+/* Stores a payload atomically (temporary file + rename); creates dir. 1 on success. */
+int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
+                          const void *payload, size_t bytes);
+
+#endif
