@@ -24,6 +24,8 @@ typedef struct attn__define {
  * first arguments; GLSL: bindings 0..n-1); a NULL buffer binds nothing/NULL. The params
  * blob is the kernel's last argument (OpenCL: a struct by value) or its push constants. */
 typedef struct attn__launch {
+    void *wait[4];        /* events (from write_async) the launch waits for */
+    uint32_t num_wait;
     void *buffers[ATTN__MAX_LAUNCH_BUFFERS];
     uint32_t num_buffers;
     const void *params;
@@ -86,6 +88,18 @@ typedef struct attn__backend_ops {
     attn_status (*launch)(void *dev, void *kernel, const attn__launch *launch);
     /* Wait for everything enqueued. */
     attn_status (*finish)(void *dev);
+
+    /* Overlapped uploads (all NULL where the backend has none: the core then copies
+     * synchronously). write_async enqueues a copy on a transfer queue once the events in
+     * `wait` have completed and returns its event; `src` must stay untouched until then.
+     * compute_marker returns an event that completes when all compute work enqueued so
+     * far has. Events are waited for / released by the core. */
+    attn_status (*write_async)(void *dev, void *buf, uint64_t offset, const void *src,
+                               uint64_t bytes, void *const *wait, uint32_t num_wait,
+                               void **event);
+    attn_status (*compute_marker)(void *dev, void **event);
+    attn_status (*event_wait)(void *dev, void *event);
+    void (*event_release)(void *dev, void *event);
 } attn__backend_ops;
 
 /* Native objects handed over for interop (kept as void pointers here so the core does not

@@ -14,7 +14,12 @@ typedef struct step_shape {
 } step_shape;
 
 /* What one step allocates, given which tensors live in host memory (NULL: all). */
-enum { B_Q, B_K, B_V, B_MASK, B_KT, B_VP, B_OC, B_LC, B_OA, B_LA, B_O, B_LSE, B_COUNT };
+enum { B_Q, B_K, B_V, B_MASK, B_KT, B_VP, B_OC, B_LC, B_OA, B_LA, B_O, B_LSE,
+       B_K2, B_V2, B_MASK2, /* second slots: the next chunk uploads while this one computes */
+       B_COUNT };
+
+/* Overlapped uploads where the backend has a transfer queue. */
+static int overlapped(const attn_plan *plan) { return plan->ctx->ops->write_async != NULL; }
 
 static uint64_t ld_of(uint64_t cn) { return (cn + ATTN__CPU_KEY_VEC - 1) / ATTN__CPU_KEY_VEC * ATTN__CPU_KEY_VEC; }
 
@@ -51,6 +56,11 @@ static void step_buffers(const attn_plan *plan, const attn__bound *bound, step_s
         bytes[B_O] = s.sm * G * Dv * es;
     if (p->want_lse && host_tensor(bound, ATTN__T_LSE))
         bytes[B_LSE] = G * s.sm * 4;
+    if (overlapped(plan)) {
+        bytes[B_K2] = bytes[B_K];
+        bytes[B_V2] = bytes[B_V];
+        bytes[B_MASK2] = bytes[B_MASK];
+    }
 }
 
 /* Total bytes of a step, or UINT64_MAX when one buffer exceeds what the device can bind. */
@@ -148,12 +158,41 @@ typedef struct run_state {
     uint64_t bytes[B_COUNT];
     char *tmp;          /* host staging, large enough for any gathered block */
     uint64_t done, total;
+    /* Overlap: per slot, host staging for a chunk's K, V and mask, their upload events, and
+     * a marker after the compute that last read the slot. */
+    char *ctmp[2];
+    void *wev[2][3];
+    void *cev[2];
+    uint64_t steps;
 } run_state;
+
+/* Waits for and releases the uploads from slot `par` (its host staging is then free). */
+static attn_status wait_slot(run_state *r, int par)
+{
+    attn_context *ctx = r->plan->ctx;
+    attn_status st = ATTN_OK;
+    for (int t = 0; t < 3; ++t) {
+        if (!r->wev[par][t])
+            continue;
+        attn_status w = ctx->ops->event_wait(ctx->dev, r->wev[par][t]);
+        if (st == ATTN_OK)
+            st = w;
+        ctx->ops->event_release(ctx->dev, r->wev[par][t]);
+        r->wev[par][t] = NULL;
+    }
+    return st;
+}
 
 static void release(run_state *r)
 {
     attn_context *ctx = r->plan->ctx;
     ctx->ops->finish(ctx->dev);
+    for (int par = 0; par < 2; ++par) {
+        wait_slot(r, par);
+        if (r->cev[par])
+            ctx->ops->event_release(ctx->dev, r->cev[par]);
+        free(r->ctmp[par]);
+    }
     for (int i = 0; i < B_COUNT; ++i)
         attn__dev_free(ctx, r->dev[i], r->bytes[i]);
     free(r->tmp);
@@ -163,6 +202,11 @@ static void release(run_state *r)
 static int64_t at(const attn__view *v, int64_t a, int64_t b, int64_t c, int64_t d)
 {
     return a * v->stride[0] + b * v->stride[1] + c * v->stride[2] + d * v->stride[3];
+}
+
+static int64_t at_index(const attn__view *v, const int64_t i[4])
+{
+    return at(v, i[0], i[1], i[2], i[3]);
 }
 
 /* Puts block `shape` of tensor t at index `org` on the device: host tensors are gathered
@@ -190,6 +234,45 @@ static attn_status stage_block(run_state *r, int t, int slot, const int64_t org[
     attn__copy_strided(r->tmp, st, src, b->view.stride, shape, es);
     uint64_t bytes = (uint64_t)(shape[0] * shape[1] * shape[2] * shape[3]) * es;
     return attn__dev_write(r->plan->ctx, r->dev[slot], 0, r->tmp, bytes);
+}
+
+/* A chunk's block (K, V or mask: index t3 = 0, 1, 2) of host tensor t: gathered into the
+ * slot's host staging and uploaded on the transfer queue after the slot's last compute. */
+static attn_status stage_chunk(run_state *r, int t, int t3, int par, const int64_t org[4],
+                               const int64_t shape[4], void **handle, int64_t *off,
+                               int64_t st[4])
+{
+    const attn__bound *b = &r->bound[t];
+    if (b->buffer || !overlapped(r->plan)) {
+        static const int slots[3] = {B_K, B_V, B_MASK};
+        return stage_block(r, t, slots[t3], org, shape, handle, off, st);
+    }
+    attn_context *ctx = r->plan->ctx;
+    static const int slots[2][3] = {{B_K, B_V, B_MASK}, {B_K2, B_V2, B_MASK2}};
+    const size_t es = attn__dtype_size(b->view.dtype);
+    st[3] = 1;
+    for (int i = 2; i >= 0; --i)
+        st[i] = st[i + 1] * shape[i + 1];
+    *handle = r->dev[slots[par][t3]];
+    *off = 0;
+    /* K, then V, then the mask, each at its slot's largest size. */
+    uint64_t at = 0;
+    for (int i = 0; i < t3; ++i)
+        at += r->bytes[slots[0][i]];
+    char *dst = r->ctmp[par] + at;
+    const char *src = (const char *)b->view.data +
+                      (size_t)at_index(&b->view, org) * es;
+    attn__copy_strided(dst, st, src, b->view.stride, shape, es);
+    const uint64_t bytes = (uint64_t)(shape[0] * shape[1] * shape[2] * shape[3]) * es;
+    void *wait = r->cev[par];
+    attn_status s = ctx->ops->write_async(ctx->dev, *handle, 0, dst, bytes, wait ? &wait : NULL,
+                                          wait ? 1u : 0u, &r->wev[par][t3]);
+    if (s == ATTN_OK) {
+        pthread_mutex_lock(&ctx->lock);
+        ctx->stats.bytes_uploaded += bytes;
+        pthread_mutex_unlock(&ctx->lock);
+    }
+    return s;
 }
 
 /* Reads a dense block back and scatters it into a host output at `org`. */
@@ -239,12 +322,18 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
     for (int i = 0; i < B_COUNT; ++i) {
         if (r->bytes[i] && (st = attn__dev_alloc(ctx, r->bytes[i], &r->dev[i])) != ATTN_OK)
             return st;
-        if (i != B_KT && i != B_VP && r->bytes[i] > tmp_bytes)
+        if (i != B_KT && i != B_VP && i < B_K2 && r->bytes[i] > tmp_bytes)
             tmp_bytes = r->bytes[i];
     }
     r->tmp = malloc(tmp_bytes ? tmp_bytes : 1);
     if (!r->tmp)
         return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "scheduler staging");
+    if (overlapped(plan))
+        for (int par = 0; par < 2; ++par) {
+            r->ctmp[par] = malloc(r->bytes[B_K] + r->bytes[B_V] + r->bytes[B_MASK] + 1);
+            if (!r->ctmp[par])
+                return attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "scheduler staging");
+        }
 
     r->done = 0;
     r->total = 0;
@@ -281,13 +370,18 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     const int64_t cn = kend - j0 < cn_max ? (kend - j0 > 0 ? kend - j0 : 0) : cn_max;
                     void *kh = NULL, *vh = NULL, *mh = NULL;
                     int64_t s4[4];
+                    /* Slots alternate: this chunk's uploads overlap the previous chunk's
+                     * compute, once the uploads from two chunks ago have left the staging. */
+                    const int par = (int)(r->steps++ & 1);
+                    if (overlapped(plan) && (st = wait_slot(r, par)))
+                        return st;
                     if (cn > 0) {
                         const int64_t org[4] = {b, j0, hk, 0}, ks[4] = {1, cn, 1, D},
                                       vs[4] = {1, cn, 1, Dv};
-                        if ((st = stage_block(r, ATTN__T_K, B_K, org, ks, &kh, &kp.k_off, s4)))
+                        if ((st = stage_chunk(r, ATTN__T_K, 0, par, org, ks, &kh, &kp.k_off, s4)))
                             return st;
                         kp.k_s0 = s4[0], kp.k_s1 = s4[1], kp.k_s2 = s4[2], kp.k_s3 = s4[3];
-                        if ((st = stage_block(r, ATTN__T_V, B_V, org, vs, &vh, &kp.v_off, s4)))
+                        if ((st = stage_chunk(r, ATTN__T_V, 1, par, org, vs, &vh, &kp.v_off, s4)))
                             return st;
                         kp.v_s0 = s4[0], kp.v_s1 = s4[1], kp.v_s2 = s4[2], kp.v_s3 = s4[3];
                         if (mb->present) {
@@ -295,7 +389,7 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                             const int64_t morg[4] = {mb->view.shape[0] == 1 ? 0 : b,
                                                      mb->view.shape[1] == 1 ? 0 : hk * G, i0, j0};
                             const int64_t ms[4] = {1, mhs, sm, cn};
-                            if ((st = stage_block(r, ATTN__T_MASK, B_MASK, morg, ms, &mh,
+                            if ((st = stage_chunk(r, ATTN__T_MASK, 2, par, morg, ms, &mh,
                                                   &kp.m_off, s4)))
                                 return st;
                             kp.m_s0 = 0, kp.m_s1 = mhs == 1 ? 0 : s4[1], kp.m_s2 = s4[2],
@@ -322,6 +416,10 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     memset(&la, 0, sizeof la);
                     la.params = &kp;
                     la.params_size = sizeof kp;
+                    /* The chunk's first kernel waits for its uploads. */
+                    for (int t = 0; t < 3; ++t)
+                        if (r->wev[par][t])
+                            la.wait[la.num_wait++] = r->wev[par][t];
                     if (cpu && cn > 0) {
                         kp.ld_kv = (int64_t)ld_of((uint64_t)cn);
                         la.buffers[0] = kh;
@@ -335,6 +433,7 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         la.local[1] = la.local[2] = 1;
                         if ((st = attn__enqueue(ctx, plan->k_cpack, &la)))
                             return st;
+                        la.num_wait = 0;
                     }
                     la.buffers[0] = qh;
                     la.buffers[1] = cpu ? r->dev[B_KT] : kh;
@@ -397,6 +496,13 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     la.groups[1] = la.groups[2] = 1;
                     if ((st = attn__enqueue(ctx, plan->k_merge, &la)))
                         return st;
+                    if (overlapped(plan)) {
+                        if (r->cev[par])
+                            ctx->ops->event_release(ctx->dev, r->cev[par]);
+                        r->cev[par] = NULL;
+                        if ((st = ctx->ops->compute_marker(ctx->dev, &r->cev[par])))
+                            return st;
+                    }
 
                     r->done++;
                     if (args->progress && args->progress(args->progress_user, r->done, r->total)) {

@@ -31,6 +31,7 @@ typedef struct attn_cl_device {
     cl_device_id device;
     cl_context context;
     cl_command_queue queue;
+    cl_command_queue tqueue; /* transfers overlapping compute; made on first use */
 } attn_cl_device;
 
 /* The kernel owns its program. Kernel arguments are state on the cl_kernel, and a
@@ -436,6 +437,8 @@ static void attn_cl_close(void *dev)
         return;
     /* Releasing the queue flushes it and waits for nothing; the core finishes before it
      * closes, and OpenCL keeps objects alive until enqueued work that uses them is done. */
+    if (d->tqueue)
+        clReleaseCommandQueue(d->tqueue);
     clReleaseCommandQueue(d->queue);
     clReleaseContext(d->context);
     free(d);
@@ -897,8 +900,10 @@ static attn_status attn_cl_launch(void *dev, void *kernel, const attn__launch *l
         }
     }
     if (err == CL_SUCCESS) {
-        err = clEnqueueNDRangeKernel(d->queue, k->kernel, 3, NULL, global, launch->local, 0,
-                                     NULL, NULL);
+        err = clEnqueueNDRangeKernel(d->queue, k->kernel, 3, NULL, global, launch->local,
+                                     launch->num_wait,
+                                     launch->num_wait ? (const cl_event *)launch->wait : NULL,
+                                     NULL);
         if (err != CL_SUCCESS) {
             char what[160];
             snprintf(what, sizeof what, "launching global %zux%zux%zu, local %zux%zux%zu",
@@ -914,10 +919,71 @@ static attn_status attn_cl_launch(void *dev, void *kernel, const attn__launch *l
 static attn_status attn_cl_finish(void *dev)
 {
     attn_cl_device *d = dev;
-    cl_int err = clFinish(d->queue);
+    cl_int err = d->tqueue ? clFinish(d->tqueue) : CL_SUCCESS;
+    if (err == CL_SUCCESS)
+        err = clFinish(d->queue);
     if (err != CL_SUCCESS)
         return attn_cl_fail(d, err, 0, "clFinish", "waiting for the device");
     return ATTN_OK;
+}
+
+/* ---- overlapped transfers ------------------------------------------------------------- */
+
+static attn_status attn_cl_write_async(void *dev, void *buf, uint64_t offset, const void *src,
+                                       uint64_t bytes, void *const *wait, uint32_t num_wait,
+                                       void **event)
+{
+    attn_cl_device *d = dev;
+    *event = NULL;
+    cl_int err = CL_SUCCESS;
+    if (!d->tqueue) {
+        d->tqueue = clCreateCommandQueue(d->context, d->device, 0, &err);
+        if (!d->tqueue || err != CL_SUCCESS) {
+            d->tqueue = NULL;
+            return attn_cl_fail(d, err, 0, "clCreateCommandQueue", "making the transfer queue");
+        }
+    }
+    attn_status st = attn_cl_check_range(d, offset, bytes);
+    if (st != ATTN_OK)
+        return st;
+    cl_event ev = NULL;
+    err = clEnqueueWriteBuffer(d->tqueue, (cl_mem)buf, CL_FALSE, (size_t)offset, (size_t)bytes,
+                               src, num_wait, num_wait ? (const cl_event *)wait : NULL, &ev);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(d, err, 0, "clEnqueueWriteBuffer", "an overlapped upload");
+    /* Start it now: the compute queue will wait for it. */
+    clFlush(d->tqueue);
+    *event = ev;
+    return ATTN_OK;
+}
+
+static attn_status attn_cl_compute_marker(void *dev, void **event)
+{
+    attn_cl_device *d = dev;
+    cl_event ev = NULL;
+    cl_int err = clEnqueueMarkerWithWaitList(d->queue, 0, NULL, &ev);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(d, err, 0, "clEnqueueMarkerWithWaitList", "marking compute work");
+    clFlush(d->queue);
+    *event = ev;
+    return ATTN_OK;
+}
+
+static attn_status attn_cl_event_wait(void *dev, void *event)
+{
+    attn_cl_device *d = dev;
+    cl_event ev = event;
+    cl_int err = clWaitForEvents(1, &ev);
+    if (err != CL_SUCCESS)
+        return attn_cl_fail(d, err, 0, "clWaitForEvents", "waiting for a transfer");
+    return ATTN_OK;
+}
+
+static void attn_cl_event_release(void *dev, void *event)
+{
+    (void)dev;
+    if (event)
+        clReleaseEvent((cl_event)event);
 }
 
 const attn__backend_ops attn__opencl_ops = {
@@ -941,4 +1007,8 @@ const attn__backend_ops attn__opencl_ops = {
     .compile_binary = attn_cl_compile_binary,
     .launch = attn_cl_launch,
     .finish = attn_cl_finish,
+    .write_async = attn_cl_write_async,
+    .compute_marker = attn_cl_compute_marker,
+    .event_wait = attn_cl_event_wait,
+    .event_release = attn_cl_event_release,
 };
