@@ -2,14 +2,19 @@
  * family) against the reference over dtype × head_dim × heads × mask, each case run with
  * length / batch / layout variants taken in rotation from one list.
  *
- * For work on one failure: ATTN_MATRIX_CASES=37 (or 30-40) runs only those cases,
- * ATTN_MATRIX_DEVICE=<text> only the entries whose label contains it (e.g. "family=gpu"),
- * ATTN_MATRIX_VERBOSE=1 prints one line per run with its timings and plan. */
+ * Check's loop index is entry × 224 + case; a failure message names the entry and the
+ * case in full. For work on one failure: ATTN_MATRIX_CASES=37 (or 30-40) runs only those
+ * cases, ATTN_MATRIX_DEVICE=<text> only the entries whose label contains it (e.g.
+ * "family=gpu"), ATTN_MATRIX_VERBOSE=1 prints one line per run with its timings and plan,
+ * ATTN_MATRIX_BUDGET_S=0 lifts the time budget. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -285,7 +290,10 @@ static void fill_mask(const mcase *c, float *m)
     }
 }
 
-/* Generates the inputs and computes the reference output. Returns 0, or 1 with msg. */
+static float *ref_cache[NUM_CASES * VARIANTS_PER_CASE]; /* reference O then lse */
+
+/* Generates the inputs and computes (or recalls) the reference output. Returns 0, or 1
+ * with msg. */
 static int prepare(const mcase *c, case_data *d, char *msg, size_t msz)
 {
     memset(d, 0, sizeof *d);
@@ -315,6 +323,14 @@ static int prepare(const mcase *c, case_data *d, char *msg, size_t msz)
     }
     if (d->nmask)
         fill_mask(c, d->mask);
+
+    /* Every entry runs the same cases: the reference answers once per case and slot. */
+    float **cached = &ref_cache[c->index * VARIANTS_PER_CASE + c->slot];
+    if (*cached) {
+        memcpy(d->ref_o, *cached, (size_t)d->no * sizeof(float));
+        memcpy(d->ref_lse, *cached + d->no, (size_t)d->nlse * sizeof(float));
+        return 0;
+    }
 
     /* The reference gets dense host tensors with the same values. */
     attn_dtype mdt = c->mask_kind == ATTN_MASK_BOOLEAN ? ATTN_DTYPE_U8 : ATTN_DTYPE_F32;
@@ -348,6 +364,11 @@ static int prepare(const mcase *c, case_data *d, char *msg, size_t msz)
         goto done;
     for (int64_t i = 0; i < d->no; i++)
         d->ref_o[i] = tu_load_elem(o, c->dtype, i);
+    *cached = malloc((size_t)(d->no + d->nlse) * sizeof(float));
+    if (*cached) {
+        memcpy(*cached, d->ref_o, (size_t)d->no * sizeof(float));
+        memcpy(*cached + d->no, d->ref_lse, (size_t)d->nlse * sizeof(float));
+    }
     rc = 0;
 done:
     free(q);
@@ -445,22 +466,64 @@ static void index_str(int64_t idx, const int64_t shape[4], char *buf, size_t siz
 #define MAX_ENTRIES 64
 typedef struct dev_stats {
     int cases, failures, family_mismatch, skipped;
-    double plan_s, run_s;
-    double longest_s; /* the slowest single run (plan_create + run): a cold JIT */
+    int started;
+    double start_s, share_s; /* when the entry began; the wall seconds it may use */
+    double plan_s, run_s;    /* wall seconds in plan_create and run */
+    double longest_s;        /* the slowest single run (plan_create + run), usually a cold JIT */
+    double cpu_s;            /* process CPU seconds of plan_create + run, for the summary */
 } dev_stats;
 static dev_stats stats[MAX_ENTRIES];
+static size_t active[MAX_ENTRIES]; /* indices of the entries under test, in order */
+static size_t num_active;
 static double reference_s;
 static int case_lo = 0, case_hi = NUM_CASES; /* ATTN_MATRIX_CASES=a or a-b narrows the run */
 static int verbose;                          /* ATTN_MATRIX_VERBOSE=1: one line per run */
-/* Seconds of plan_create + run one (device, family) may spend: TOTAL_BUDGET_S shared
- * by the entries, or ATTN_MATRIX_BUDGET_S each (0: no limit). The matrix compiles about
- * 64 kernels per family; a JIT that needs a minute per kernel would take an hour, and
- * meson's timeout would kill the suite with no result for any device. An entry stops
- * before a run that could cross its budget (judged by its slowest run so far, usually
- * a cold compile); its remaining runs are skipped and the suite fails, saying so. */
-#define TOTAL_BUDGET_S 500.0
-static double budget_s;
 static const char *device_filter; /* ATTN_MATRIX_DEVICE=text: only entries whose label has it */
+
+/* Wall seconds the whole matrix may take (ATTN_MATRIX_BUDGET_S overrides it; 0: no
+ * limit), inside meson's 600 s timeout. The matrix compiles about 70 kernels per (device,
+ * family); a JIT that needs a minute per kernel would take over an hour, and meson would
+ * kill the suite with no result for any device. Entries run one after another; each may
+ * use half of the time left (the last one all of it), so a slow entry cannot starve the
+ * others. An entry stops before a run that could cross its share (judged by its slowest
+ * run so far, usually a cold compile); its remaining runs are skipped and the suite
+ * fails, saying so. */
+#define TOTAL_BUDGET_S 480.0
+static double budget_s, deadline_s;
+
+/* The budget cannot interrupt a run: one cold compile has taken minutes. Rather than let
+ * meson's timeout (600 s) kill the suite silently, a watchdog names the run in progress
+ * and exits first (ATTN_MATRIX_WATCHDOG_S overrides WATCHDOG_S; 0: no watchdog). */
+#define WATCHDOG_S 570.0
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static char running[1024]; /* "<entry>: <case>" of the run in progress, or "" */
+static double running_since;
+
+static void set_running(const char *label, const char *case_name)
+{
+    pthread_mutex_lock(&running_lock);
+    if (label)
+        snprintf(running, sizeof running, "%s: %s", label, case_name);
+    else
+        running[0] = 0;
+    running_since = tu_now();
+    pthread_mutex_unlock(&running_lock);
+}
+
+static void *watchdog(void *arg)
+{
+    double limit = *(const double *)arg, start = tu_now();
+    for (double left; (left = start + limit - tu_now()) > 0;) {
+        struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    pthread_mutex_lock(&running_lock);
+    printf("matrix: watchdog: the suite has run %.0f s (ATTN_MATRIX_WATCHDOG_S); %s%s for "
+           "%.0f s; giving up before meson's timeout\n", limit,
+           running[0] ? "in progress: " : "between runs", running, tu_now() - running_since);
+    fflush(stdout);
+    _exit(1);
+}
 
 /* Runs case `c` on device entry `d` and compares with the reference. Returns 0 on pass,
  * 1 with a message on failure. */
@@ -591,10 +654,11 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
 
     attn_desc desc;
     make_desc(c, &desc, c->plan_kv_lens);
-    double t0 = tu_now();
+    double c0 = tu_cpu_now(), t0 = tu_now();
     attn_status stt = attn_plan_create(d->ctx, &desc, &plan);
     double t1 = tu_now();
     st->plan_s += t1 - t0;
+    st->cpu_s += tu_cpu_now() - c0;
     if (stt != ATTN_OK) {
         snprintf(msg, msz, "attn_plan_create: %s: %.300s", attn_status_name(stt),
                  attn_last_detail());
@@ -617,16 +681,19 @@ static int run_device(const tu_device *d, dev_stats *st, const mcase *c, const c
         args.lse = to_tensor(&vl, s, use_buf);
     if (c->kv_lens_at_run)
         args.kv_lens = c->kv_lens;
-    double t2 = tu_now();
+    double c2 = tu_cpu_now(), t2 = tu_now();
     stt = attn_plan_run(plan, &args);
-    double t3 = tu_now();
+    double t3 = tu_now(), c3 = tu_cpu_now();
     st->run_s += t3 - t2;
+    st->cpu_s += c3 - c2;
     if (t3 - t2 + t1 - t0 > st->longest_s)
         st->longest_s = t3 - t2 + t1 - t0;
-    if (verbose)
-        printf("matrix: %s: %s: plan %.3f s, run %.3f s, kernel %s block %ux%u\n", d->label,
-               c->name, t1 - t0, t3 - t2, pinfo.kernel, pinfo.block_m, pinfo.block_n),
-            fflush(stdout);
+    if (verbose) {
+        printf("matrix: %s: %s: plan %.3f s, run %.3f s (%.3f CPU s), kernel %s block %ux%u\n",
+               d->label, c->name, t1 - t0, t3 - t2, c3 - c0, pinfo.kernel, pinfo.block_m,
+               pinfo.block_n);
+        fflush(stdout);
+    }
     if (stt != ATTN_OK) {
         snprintf(msg, msz, "attn_plan_run: %s: %.300s", attn_status_name(stt), attn_last_detail());
         goto done;
@@ -717,19 +784,45 @@ START_TEST(test_contexts)
 }
 END_TEST
 
+/* Loop index: entry-major, so each (device, family) runs its whole matrix in turn. */
 START_TEST(test_case)
 {
-    if (_i < case_lo || _i >= case_hi)
+    size_t e = (size_t)_i / NUM_CASES;
+    int ci = _i % NUM_CASES;
+    if (ci < case_lo || ci >= case_hi || e >= num_active)
         return;
     const tu_device *devs;
-    size_t n = tu_devices(&devs, NULL);
+    tu_devices(&devs, NULL);
+    const tu_device *d = &devs[active[e]];
+    dev_stats *st = &stats[active[e]];
+    if (!d->ctx)
+        return; /* test_contexts reports it */
+    if (!st->started) {
+        st->started = 1;
+        st->start_s = tu_now();
+        double left = deadline_s - st->start_s;
+        st->share_s = e + 1 < num_active ? left / 2 : left;
+    }
     int failures = 0;
     char first[1536] = "";
     for (int slot = 0; slot < VARIANTS_PER_CASE; slot++) {
         mcase c;
         case_data cd;
         char msg[768] = "";
-        build_case(_i, slot, &c);
+        build_case(ci, slot, &c);
+        if (budget_s > 0 && tu_now() - st->start_s + st->longest_s > st->share_s) {
+            if (!st->skipped++) {
+                snprintf(msg, sizeof msg, "time budget spent: %.1f of its %.1f s "
+                         "(ATTN_MATRIX_BUDGET_S) after %d runs (plan_create %.1f s, run %.1f s, "
+                         "slowest run %.1f s); this entry's remaining runs are skipped",
+                         tu_now() - st->start_s, st->share_s, st->cases, st->plan_s, st->run_s,
+                         st->longest_s);
+                fprintf(stderr, "FAIL %s: %s: %s\n", d->label, c.name, msg);
+                failures++;
+                snprintf(first, sizeof first, "%s: %s", d->label, msg);
+            }
+            continue;
+        }
         double t0 = tu_now();
         int prc = prepare(&c, &cd, msg, sizeof msg);
         reference_s += tu_now() - t0;
@@ -740,30 +833,16 @@ START_TEST(test_case)
             free_data(&cd);
             continue;
         }
-        for (size_t i = 0; i < n && i < MAX_ENTRIES; i++) {
-            if (!devs[i].ctx || (device_filter && !strstr(devs[i].label, device_filter)))
-                continue;
-            dev_stats *st = &stats[i];
-            if (budget_s > 0 && st->plan_s + st->run_s + st->longest_s > budget_s) {
-                if (!st->skipped++) {
-                    snprintf(msg, sizeof msg, "time budget of %.0f s (ATTN_MATRIX_BUDGET_S) "
-                             "spent after %d runs (plan_create %.1f s, run %.1f s, slowest "
-                             "run %.1f s); this entry's remaining runs are skipped", budget_s,
-                             st->cases, st->plan_s, st->run_s, st->longest_s);
-                    fprintf(stderr, "FAIL %s: %s: %s\n", devs[i].label, c.name, msg);
-                    if (!failures++)
-                        snprintf(first, sizeof first, "%s: %s", devs[i].label, msg);
-                }
-                continue;
-            }
-            st->cases++;
-            msg[0] = 0;
-            if (run_device(&devs[i], st, &c, &cd, msg, sizeof msg)) {
-                stats[i].failures++;
-                fprintf(stderr, "FAIL %s: %s: %s\n", devs[i].label, c.name, msg);
-                if (!failures++)
-                    snprintf(first, sizeof first, "%s: %s: %s", devs[i].label, c.name, msg);
-            }
+        st->cases++;
+        msg[0] = 0;
+        set_running(d->label, c.name);
+        int failed = run_device(d, st, &c, &cd, msg, sizeof msg);
+        set_running(NULL, NULL);
+        if (failed) {
+            st->failures++;
+            fprintf(stderr, "FAIL %s: %s: %s\n", d->label, c.name, msg);
+            if (!failures++)
+                snprintf(first, sizeof first, "%s: %s: %s", d->label, c.name, msg);
         }
         free_data(&cd);
     }
@@ -802,33 +881,42 @@ int main(void)
     parse_case_range();
     verbose = getenv("ATTN_MATRIX_VERBOSE") && atoi(getenv("ATTN_MATRIX_VERBOSE")) > 0;
     device_filter = getenv("ATTN_MATRIX_DEVICE");
-    size_t active = 0;
-    for (size_t i = 0; i < n; i++)
-        active += !device_filter || strstr(devs[i].label, device_filter) != NULL;
-    budget_s = TOTAL_BUDGET_S / (double)(active ? active : 1);
+    for (size_t i = 0; i < n && i < MAX_ENTRIES; i++)
+        if (!device_filter || strstr(devs[i].label, device_filter))
+            active[num_active++] = i;
+    budget_s = TOTAL_BUDGET_S;
     if (getenv("ATTN_MATRIX_BUDGET_S"))
         budget_s = atof(getenv("ATTN_MATRIX_BUDGET_S"));
+    if (budget_s <= 0)
+        budget_s = 0;
+    deadline_s = tu_now() + (budget_s > 0 ? budget_s : 1e12);
     if (device_filter)
-        printf("matrix: ATTN_MATRIX_DEVICE=%s: %zu of %zu entries\n", device_filter, active, n);
+        printf("matrix: ATTN_MATRIX_DEVICE=%s: %zu of %zu entries\n", device_filter, num_active,
+               n);
     if (budget_s > 0)
-        printf("matrix: time budget %.0f s per device and family (ATTN_MATRIX_BUDGET_S)\n",
-               budget_s);
+        printf("matrix: time budget %g s for all entries (ATTN_MATRIX_BUDGET_S)\n", budget_s);
 
     Suite *s = suite_create("matrix");
     TCase *tc = tcase_create("contexts");
     tcase_add_test(tc, test_contexts);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("matrix");
-    tcase_add_loop_test(tm, test_case, 0, NUM_CASES);
+    tcase_add_loop_test(tm, test_case, 0, (int)num_active * NUM_CASES);
     suite_add_tcase(s, tm);
 
     SRunner *sr = srunner_create(s);
     /* One context per (device, family) lives for the whole run so that each kernel is
      * compiled once; a forked child could not share it (an OpenCL or Vulkan context does
      * not survive fork), so the tests run in this process. A failing assertion only ends
-     * its own test. Check's timeouts need fork, so the time budget above and meson's
-     * timeout bound the run instead. */
+     * its own test. Check's timeouts need fork, so the time budget and the watchdog
+     * bound the run instead. */
     srunner_set_fork_status(sr, CK_NOFORK);
+    static double watchdog_s = WATCHDOG_S;
+    if (getenv("ATTN_MATRIX_WATCHDOG_S"))
+        watchdog_s = atof(getenv("ATTN_MATRIX_WATCHDOG_S"));
+    pthread_t wd;
+    if (watchdog_s > 0 && pthread_create(&wd, NULL, watchdog, &watchdog_s) == 0)
+        pthread_detach(wd);
     double t0 = tu_now();
     srunner_run_all(sr, CK_NORMAL);
     double total = tu_now() - t0;
@@ -837,17 +925,18 @@ int main(void)
 
     printf("matrix: %d cases x %d variants per device, reference %.1f s, total %.1f s\n",
            case_hi - case_lo, VARIANTS_PER_CASE, reference_s, total);
-    for (size_t i = 0; i < n && i < MAX_ENTRIES; i++) {
+    for (size_t e = 0; e < num_active; e++) {
+        size_t i = active[e];
         attn_stats cs;
         memset(&cs, 0, sizeof cs);
         cs.struct_size = sizeof cs;
         if (!devs[i].ctx || attn_context_get_stats(devs[i].ctx, &cs) != ATTN_OK)
             memset(&cs, 0, sizeof cs);
         printf("matrix: %s: %d runs, %d failed; plan_create %.1f s (%llu kernels compiled, "
-               "%llu cache hits), run %.1f s%s\n",
+               "%llu cache hits), run %.1f s; %.1f CPU s%s\n",
                devs[i].label, stats[i].cases, stats[i].failures, stats[i].plan_s,
                (unsigned long long)cs.kernels_compiled, (unsigned long long)cs.compile_cache_hits,
-               stats[i].run_s, devs[i].ctx ? "" : " (no context)");
+               stats[i].run_s, stats[i].cpu_s, devs[i].ctx ? "" : " (no context)");
         if (stats[i].skipped)
             printf("matrix: %s: %d runs skipped: time budget spent\n", devs[i].label,
                    stats[i].skipped);
@@ -855,6 +944,8 @@ int main(void)
             printf("matrix: %s: note: %d plans used another kernel family than the one forced\n",
                    devs[i].label, stats[i].family_mismatch);
     }
+    for (size_t i = 0; i < sizeof ref_cache / sizeof ref_cache[0]; i++)
+        free(ref_cache[i]);
     tu_release();
     return failed ? 1 : 0;
 }

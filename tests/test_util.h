@@ -117,7 +117,8 @@ size_t tu_devices(const tu_device **list, uint32_t *num_devices);
 /* Destroys the device contexts and the reference context. */
 void tu_release(void);
 
-/* Monotonic seconds, for the suites' timing lines. */
+/* Monotonic wall-clock seconds, and CPU seconds of the whole process (all threads). */
 double tu_now(void);
+double tu_cpu_now(void);
 
 #endif
