@@ -583,9 +583,9 @@ static int run(const bench_opts *o, bench *b)
                info.work_group_size, info.kernel);
         printf("plan+JIT: %.1f ms\n", plan_ms);
         if (info.scheduled)
-            printf("schedule: one pass needs %" PRIu64 " bytes > budget; segments of %" PRIu32
-                   " rows x chunks of %" PRIu32 " keys (at least %" PRIu64 " bytes)\n",
-                   info.device_bytes, info.segment_rows, info.chunk_keys, info.min_device_bytes);
+            printf("schedule: segments of %" PRIu32 " rows x chunks of %" PRIu32
+                   " keys (one pass would need %" PRIu64 " bytes; at least %" PRIu64 ")\n",
+                   info.segment_rows, info.chunk_keys, info.device_bytes, info.min_device_bytes);
         fflush(stdout);
     }
 

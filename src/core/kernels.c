@@ -73,6 +73,110 @@ static attn__kcache_entry *lookup(attn_context *ctx, const char *key)
     return NULL;
 }
 
+/* ---- GLSL (Vulkan) ----------------------------------------------------------------------
+ * GLSL has one `main` per module, so each entry point is its own shader file named after
+ * it: entry "attn_fwd_cpu" is shaders/vulkan/attn_fwd_cpu.comp (the OpenCL file list of
+ * the request does not apply). A shader file starts with #version and includes
+ * attn_common.glsl, which includes attn_params.glsl, generated at build time from
+ * ATTN__KPARAMS_* (src/gen_glsl_params.c); the same files compile standalone under
+ * glslangValidator. glslang's C interface of Debian 12 has no include callbacks, so the
+ * #include lines are expanded here from the embedded sources; the backend puts the
+ * defines right after #version. */
+
+/* The text of embedded file `name` with its `#include "x"` lines replaced by the
+ * (expanded) embedded file x; malloc'ed, NULL with *missing set when a file is absent. */
+static char *glsl_expand(const char *name, int depth, const char **missing)
+{
+    const char *text = attn__shader_source(name);
+    if (!text || depth > 8) {
+        *missing = name;
+        return NULL;
+    }
+    size_t len = 0;
+    char *out = calloc(1, 1);
+    while (*text && out) {
+        const char *eol = strchr(text, '\n');
+        size_t n = eol ? (size_t)(eol - text) + 1 : strlen(text);
+        const char *t = text;
+        while (t < text + n && (*t == ' ' || *t == '\t'))
+            ++t;
+        if (!strncmp(t, "#include", 8)) {
+            const char *q0 = memchr(t, '"', n - (size_t)(t - text));
+            const char *q1 = q0 ? memchr(q0 + 1, '"', n - (size_t)(q0 + 1 - text)) : NULL;
+            char inc[128];
+            if (!q1 || (size_t)(q1 - q0) >= sizeof inc) {
+                free(out);
+                *missing = name;
+                return NULL;
+            }
+            memcpy(inc, q0 + 1, (size_t)(q1 - q0 - 1));
+            inc[q1 - q0 - 1] = '\0';
+            char *sub = glsl_expand(inc, depth + 1, missing);
+            if (!sub) {
+                free(out);
+                return NULL;
+            }
+            out = append(out, &len, sub);
+            out = append(out, &len, "\n");
+            free(sub);
+        } else {
+            char *t2 = realloc(out, len + n + 1);
+            if (!t2) {
+                free(out);
+                return NULL;
+            }
+            out = t2;
+            memcpy(out + len, text, n);
+            len += n;
+            out[len] = '\0';
+        }
+        text += n;
+    }
+    return out;
+}
+
+/* Compiles each entry from its own file; caches the set under `key` (taken over). */
+static attn_status glsl_kernels_get(attn_context *ctx, char *key, const char *const *entries,
+                                    uint32_t num_entries, const attn__define *defines,
+                                    uint32_t num_defines, void **kernels)
+{
+    attn__kcache_entry *e = calloc(1, sizeof *e);
+    attn_status st = e ? ATTN_OK : attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "kernel cache");
+    for (uint32_t i = 0; i < num_entries && st == ATTN_OK; ++i) {
+        char file[96];
+        const char *missing = NULL;
+        snprintf(file, sizeof file, "%s.comp", entries[i]);
+        char *source = glsl_expand(file, 0, &missing);
+        if (!source)
+            st = missing ? attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
+                                      "kernel source %s (for %s) is not embedded or has a bad "
+                                      "#include", missing, file)
+                         : attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "kernel source");
+        else
+            st = ctx->ops->compile(ctx->dev, source, defines, num_defines, &entries[i], 1,
+                                   &e->kernels[i]);
+        free(source);
+    }
+    if (st != ATTN_OK) {
+        for (uint32_t i = 0; e && i < num_entries; ++i)
+            if (e->kernels[i])
+                ctx->ops->kernel_free(ctx->dev, e->kernels[i]);
+        free(e);
+        free(key);
+        return st;
+    }
+    e->key = key;
+    e->num_kernels = num_entries;
+    pthread_mutex_lock(&ctx->lock);
+    e->next = ctx->kcache;
+    ctx->kcache = e;
+    ctx->stats.kernels_compiled++;
+    pthread_mutex_unlock(&ctx->lock);
+    attn__log(ctx, ATTN_LOG_DEBUG, "compiled %s", key);
+    memcpy(kernels, e->kernels, num_entries * sizeof *kernels);
+    return ATTN_OK;
+}
+
 /* The persistent cache's key: everything a program binary depends on — the device and
  * its driver, this library's version, the whole source text, the defines (in `key`). */
 static char *disk_key(const attn_context *ctx, const char *key, const char *source)
@@ -147,6 +251,8 @@ attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint3
         return ATTN_OK;
     }
 
+    if (ctx->ops->lang == ATTN__LANG_GLSL)
+        return glsl_kernels_get(ctx, key, entries, num_entries, defines, num_defines, kernels);
     if (ctx->ops->lang != ATTN__LANG_OPENCL_C) {
         free(key);
         return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED, "backend %s compiles no %s kernels",

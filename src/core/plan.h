@@ -29,7 +29,8 @@ typedef struct attn__kspec {
     X(BLOCK_N, block_n)  /* keys per tile */                                                  \
     X(VD_VEC, vd_vec)    /* CPU: v_head_dim columns per P·V register tile */                  \
     X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */                               \
-    X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */
+    X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */     \
+    X(SUBGROUP_OPS, subgroup_ops) /* GPU: subgroup operations allowed (caps + quirks) */
 #define ATTN__X(NAME, field) long long field;
     ATTN__KSPEC(ATTN__X)
 #undef ATTN__X

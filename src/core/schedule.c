@@ -7,6 +7,7 @@
 
 #include "core/kernels.h"
 #include "core/plan.h"
+#include "core/quirks.h"
 
 typedef struct step_shape {
     uint64_t sm; /* query rows per segment */
@@ -111,6 +112,23 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
     return 1;
 }
 
+/* Keys one launch may cover on a device whose kernels' loops are capped (quirk
+ * max_loop_iterations: llvmpipe stops an invocation's loops silently after 65535 dynamic
+ * iterations). Iterations per key are estimated per family from the kernels' loop
+ * structure, with a safety factor of 2; UINT64_MAX where there is no cap. */
+static uint64_t keys_cap(const attn_plan *plan)
+{
+    const attn__quirks q = attn__quirks_of(&plan->ctx->info);
+    if (!q.max_loop_iterations)
+        return UINT64_MAX;
+    const uint64_t dims = (uint64_t)(plan->pb.head_dim + plan->pb.v_head_dim);
+    const uint64_t per_key = plan->info.family == ATTN_FAMILY_CPU ? dims * 3 / 4 + 8
+                                                                   : dims / 32 + 2;
+    uint64_t cap = q.max_loop_iterations / per_key / 2;
+    cap = cap / ATTN__CPU_KEY_VEC * ATTN__CPU_KEY_VEC;
+    return cap < ATTN__CPU_KEY_VEC ? ATTN__CPU_KEY_VEC : cap;
+}
+
 /* The largest shape (from 4096 rows x 4096 keys down) whose step fits `avail`. */
 static int pick_shape(const attn_plan *plan, const attn__bound *bound, uint64_t avail,
                       step_shape *out)
@@ -119,6 +137,9 @@ static int pick_shape(const attn_plan *plan, const attn__bound *bound, uint64_t 
     step_shape s;
     s.sm = p->q_len < 4096 ? (uint64_t)p->q_len : 4096;
     s.cn = p->kv_len < 4096 ? (uint64_t)p->kv_len : 4096;
+    const uint64_t cap = keys_cap(plan);
+    if (s.cn > cap)
+        s.cn = cap;
     while (step_total(plan, bound, s) > avail)
         if (!halve(plan, bound, &s))
             return 0;
@@ -133,7 +154,7 @@ void attn__schedule_plan(attn_plan *plan)
     info->min_device_bytes = step_total(plan, NULL, lo);
     if (info->min_device_bytes > info->device_bytes)
         info->min_device_bytes = info->device_bytes;
-    if (info->device_bytes <= plan->ctx->budget) {
+    if (info->device_bytes <= plan->ctx->budget && (uint64_t)plan->pb.kv_len <= keys_cap(plan)) {
         info->scheduled = 0;
         info->segment_rows = (uint32_t)plan->pb.q_len;
         info->chunk_keys = (uint32_t)plan->pb.kv_len;

@@ -1,0 +1,499 @@
+/* vk_kernel.c — the Vulkan backend's kernels: GLSL to SPIR-V with glslang's C interface,
+ * compute pipelines, and launches (descriptor sets, the params block, windowed bindings
+ * of buffers larger than maxStorageBufferRange, dispatches split to the device's limits). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glslang/Include/glslang_c_interface.h>
+#include <glslang/Public/resource_limits_c.h>
+
+#include "vulkan/vk_internal.h"
+
+/* One SPIR-V module of a kernel: plain (every buffer fits one binding) or windowed. */
+typedef struct attn_vk_module {
+    VkShaderModule module;
+    VkDescriptorSetLayout set_layout;
+    VkPipelineLayout layout;
+    uint32_t bindings[ATTN_VK_PARAMS_BINDING + 1]; /* the shader's bindings, params included */
+    uint32_t num_bindings;
+    uint32_t local[3];         /* the shader's own work-group size (OpExecutionMode) */
+} attn_vk_module;
+
+/* A pipeline: module x work-group size (specialisation constants 0-2). */
+typedef struct attn_vk_pipeline {
+    int windowed;
+    uint32_t local[3];
+    VkPipeline pipeline;
+} attn_vk_pipeline;
+
+#define ATTN_VK_MAX_PIPELINES 8
+
+/* A kernel keeps its source and defines: the windowed module is compiled only when a
+ * launch first binds a buffer larger than one binding. Guarded by the device lock. */
+typedef struct attn_vk_kernel {
+    char name[64];
+    char *source;
+    char *preamble;            /* the defines, without the backend's window settings */
+    attn_vk_module mod[2];     /* [0] plain, [1] windowed (module 0 until compiled) */
+    attn_vk_pipeline pipes[ATTN_VK_MAX_PIPELINES];
+    uint32_t num_pipes;
+} attn_vk_kernel;
+
+/* ---- GLSL -> SPIR-V --------------------------------------------------------------------- */
+
+static pthread_once_t glslang_once = PTHREAD_ONCE_INIT;
+static int glslang_ready;
+
+static void attn_vk_glslang_init(void)
+{
+    glslang_ready = glslang_initialize_process() != 0;
+}
+
+/* Appends printf-style text to a malloc'ed string; NULL (and *s freed) on failure. */
+static char *attn_vk_appendf(char *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#include <stdarg.h>
+static char *attn_vk_appendf(char *s, const char *fmt, ...)
+{
+    if (!s)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(s);
+    char *t = n < 0 ? NULL : realloc(s, len + (size_t)n + 1);
+    if (!t) {
+        free(s);
+        return NULL;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t + len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return t;
+}
+
+/* Compiles `k`'s source with its preamble plus the window settings into SPIR-V words. */
+static attn_status attn_vk_to_spirv(attn_vk_device *d, const attn_vk_kernel *k, int windowed,
+                                    uint32_t **words, size_t *count)
+{
+    *words = NULL;
+    *count = 0;
+    pthread_once(&glslang_once, attn_vk_glslang_init);
+    if (!glslang_ready)
+        return attn__fail(d->ctx, ATTN_ERROR_JIT_FAILED, "glslang_initialize_process failed");
+    char *preamble = attn_vk_appendf(strdup(k->preamble), "#define ATTN_VK_WINDOWED %d\n"
+                                     "#define ATTN_VK_WIN_SHIFT %u\n", windowed,
+                                     (unsigned)d->win_shift);
+    if (!preamble)
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: shader preamble");
+    const glslang_input_t input = {
+        .language = GLSLANG_SOURCE_GLSL,
+        .stage = GLSLANG_STAGE_COMPUTE,
+        .client = GLSLANG_CLIENT_VULKAN,
+        .client_version = GLSLANG_TARGET_VULKAN_1_1,
+        .target_language = GLSLANG_TARGET_SPV,
+        .target_language_version = GLSLANG_TARGET_SPV_1_3,
+        .code = k->source,
+        .default_version = 450,
+        .default_profile = GLSLANG_NO_PROFILE,
+        .force_default_version_and_profile = 0,
+        .forward_compatible = 0,
+        .messages = GLSLANG_MSG_DEFAULT_BIT | GLSLANG_MSG_SPV_RULES_BIT | GLSLANG_MSG_VULKAN_RULES_BIT,
+        .resource = glslang_default_resource(),
+    };
+    attn_status st = ATTN_OK;
+    glslang_program_t *program = NULL;
+    glslang_shader_t *shader = glslang_shader_create(&input);
+    if (!shader) {
+        free(preamble);
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "glslang_shader_create failed");
+    }
+    glslang_shader_set_preamble(shader, preamble);
+    const char *stage = NULL;
+    if (!glslang_shader_preprocess(shader, &input))
+        stage = "preprocessing";
+    else if (!glslang_shader_parse(shader, &input))
+        stage = "compiling";
+    if (stage) {
+        st = attn__fail(d->ctx, ATTN_ERROR_JIT_FAILED,
+                        "glslang: %s %s.comp failed\ndefines:\n%sbuild log:\n%s%s", stage, k->name,
+                        preamble, glslang_shader_get_info_log(shader),
+                        glslang_shader_get_info_debug_log(shader));
+        goto done;
+    }
+    program = glslang_program_create();
+    glslang_program_add_shader(program, shader);
+    if (!glslang_program_link(program, GLSLANG_MSG_SPV_RULES_BIT | GLSLANG_MSG_VULKAN_RULES_BIT)) {
+        st = attn__fail(d->ctx, ATTN_ERROR_JIT_FAILED, "glslang: linking %s.comp failed\n%s%s",
+                        k->name, glslang_program_get_info_log(program),
+                        glslang_program_get_info_debug_log(program));
+        goto done;
+    }
+    glslang_spv_options_t opts = {.validate = false, .disable_optimizer = false};
+    glslang_program_SPIRV_generate_with_options(program, GLSLANG_STAGE_COMPUTE, &opts);
+    const char *msgs = glslang_program_SPIRV_get_messages(program);
+    if (msgs && *msgs)
+        attn__log(d->ctx, ATTN_LOG_DEBUG, "glslang: %s.comp: %s", k->name, msgs);
+    size_t n = glslang_program_SPIRV_get_size(program);
+    *words = n ? malloc(n * sizeof **words) : NULL;
+    if (!*words) {
+        st = attn__fail(d->ctx, ATTN_ERROR_JIT_FAILED, "glslang: no SPIR-V for %s.comp", k->name);
+        goto done;
+    }
+    glslang_program_SPIRV_get(program, *words);
+    *count = n;
+done:
+    if (program)
+        glslang_program_delete(program);
+    glslang_shader_delete(shader);
+    free(preamble);
+    return st;
+}
+
+/* The descriptor bindings a module declares (OpDecorate Binding), sorted, and its
+ * work-group size (OpExecutionMode LocalSize). */
+static void attn_vk_reflect(const uint32_t *w, size_t n, attn_vk_module *m)
+{
+    m->num_bindings = 0;
+    m->local[0] = m->local[1] = m->local[2] = 1;
+    for (size_t i = 5; i < n;) {
+        uint32_t op = w[i] & 0xffffu, wc = w[i] >> 16;
+        if (!wc || i + wc > n)
+            break;
+        if (op == 16 /* OpExecutionMode */ && wc >= 6 && w[i + 2] == 17 /* LocalSize */)
+            memcpy(m->local, &w[i + 3], sizeof m->local);
+        if (op == 71 /* OpDecorate */ && wc >= 4 && w[i + 2] == 33 /* Binding */ &&
+            w[i + 3] <= ATTN_VK_PARAMS_BINDING && m->num_bindings <= ATTN_VK_PARAMS_BINDING) {
+            uint32_t b = w[i + 3], j = m->num_bindings++;
+            while (j > 0 && m->bindings[j - 1] > b) {
+                m->bindings[j] = m->bindings[j - 1];
+                --j;
+            }
+            m->bindings[j] = b;
+        }
+        i += wc;
+    }
+}
+
+static void attn_vk_module_free(attn_vk_device *d, attn_vk_module *m)
+{
+    if (m->layout)
+        vkDestroyPipelineLayout(d->device, m->layout, NULL);
+    if (m->set_layout)
+        vkDestroyDescriptorSetLayout(d->device, m->set_layout, NULL);
+    if (m->module)
+        vkDestroyShaderModule(d->device, m->module, NULL);
+    memset(m, 0, sizeof *m);
+}
+
+static attn_status attn_vk_module_make(attn_vk_device *d, attn_vk_kernel *k, int windowed)
+{
+    attn_vk_module *m = &k->mod[windowed];
+    uint32_t *words = NULL;
+    size_t count = 0;
+    attn_status st = attn_vk_to_spirv(d, k, windowed, &words, &count);
+    if (st != ATTN_OK)
+        return st;
+    attn_vk_reflect(words, count, m);
+    uint32_t storage = 0;
+    VkDescriptorSetLayoutBinding lb[ATTN_VK_PARAMS_BINDING + 1];
+    for (uint32_t i = 0; i < m->num_bindings; ++i) {
+        int params = m->bindings[i] == ATTN_VK_PARAMS_BINDING;
+        storage += !params;
+        lb[i] = (VkDescriptorSetLayoutBinding){
+            .binding = m->bindings[i],
+            .descriptorType =
+                params ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorCount = 1,
+            .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
+        };
+    }
+    if (storage > d->props.limits.maxPerStageDescriptorStorageBuffers) {
+        free(words);
+        attn_vk_module_free(d, m);
+        return attn__fail(d->ctx, ATTN_ERROR_UNSUPPORTED,
+                          "Vulkan: %s%s needs %u storage buffers; the device binds %u per stage",
+                          k->name, windowed ? " (windowed for large tensors)" : "",
+                          (unsigned)storage,
+                          (unsigned)d->props.limits.maxPerStageDescriptorStorageBuffers);
+    }
+    VkShaderModuleCreateInfo si = {
+        .sType = VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO,
+        .codeSize = count * sizeof *words,
+        .pCode = words,
+    };
+    VkResult r = vkCreateShaderModule(d->device, &si, NULL, &m->module);
+    free(words);
+    VkDescriptorSetLayoutCreateInfo li = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO,
+        .bindingCount = m->num_bindings,
+        .pBindings = lb,
+    };
+    if (r == VK_SUCCESS)
+        r = vkCreateDescriptorSetLayout(d->device, &li, NULL, &m->set_layout);
+    VkPipelineLayoutCreateInfo pli = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO,
+        .setLayoutCount = 1,
+        .pSetLayouts = &m->set_layout,
+    };
+    if (r == VK_SUCCESS)
+        r = vkCreatePipelineLayout(d->device, &pli, NULL, &m->layout);
+    if (r != VK_SUCCESS) {
+        attn_vk_module_free(d, m);
+        return attn_vk_fail(d, r, "vkCreateShaderModule/DescriptorSetLayout/PipelineLayout",
+                            k->name);
+    }
+    return ATTN_OK;
+}
+
+/* The pipeline of `k` for (windowed, local), created on first use. */
+static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, int windowed,
+                                        const uint32_t local[3], VkPipeline *out)
+{
+    for (uint32_t i = 0; i < k->num_pipes; ++i)
+        if (k->pipes[i].windowed == windowed && !memcmp(k->pipes[i].local, local, 3 * sizeof *local)) {
+            *out = k->pipes[i].pipeline;
+            return ATTN_OK;
+        }
+    if (k->num_pipes == ATTN_VK_MAX_PIPELINES)
+        return attn__fail(d->ctx, ATTN_ERROR_UNSUPPORTED,
+                          "Vulkan: %s launched with more than %d work-group shapes", k->name,
+                          ATTN_VK_MAX_PIPELINES);
+    if (!k->mod[windowed].module) {
+        attn_status st = attn_vk_module_make(d, k, windowed);
+        if (st != ATTN_OK)
+            return st;
+    }
+    const VkSpecializationMapEntry entries[3] = {
+        {0, 0, sizeof(uint32_t)}, {1, sizeof(uint32_t), sizeof(uint32_t)},
+        {2, 2 * sizeof(uint32_t), sizeof(uint32_t)}};
+    const VkSpecializationInfo spec = {3, entries, 3 * sizeof(uint32_t), local};
+    VkComputePipelineCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_COMPUTE_PIPELINE_CREATE_INFO,
+        .flags = VK_PIPELINE_CREATE_DISPATCH_BASE_BIT,
+        .stage = {
+            .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
+            .stage = VK_SHADER_STAGE_COMPUTE_BIT,
+            .module = k->mod[windowed].module,
+            .pName = "main",
+            .pSpecializationInfo = &spec,
+        },
+        .layout = k->mod[windowed].layout,
+    };
+    VkPipeline pipe = VK_NULL_HANDLE;
+    VkResult r = vkCreateComputePipelines(d->device, d->pipeline_cache, 1, &ci, NULL, &pipe);
+    if (r != VK_SUCCESS) {
+        char what[96];
+        snprintf(what, sizeof what, "for %s (local %ux%ux%u)", k->name, local[0], local[1],
+                 local[2]);
+        return attn_vk_fail(d, r, "vkCreateComputePipelines", what);
+    }
+    attn_vk_pipeline *p = &k->pipes[k->num_pipes++];
+    p->windowed = windowed;
+    memcpy(p->local, local, sizeof p->local);
+    p->pipeline = pipe;
+    *out = pipe;
+    return ATTN_OK;
+}
+
+attn_status attn_vk_compile(void *dev, const char *source, const attn__define *defines,
+                            uint32_t num_defines, const char *const *entries,
+                            uint32_t num_entries, void **kernels)
+{
+    attn_vk_device *d = dev;
+    for (uint32_t i = 0; i < num_entries; ++i)
+        kernels[i] = NULL;
+    if (!source || num_entries != 1 || !entries[0])
+        return attn__fail(d->ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "Vulkan: compile takes one shader file per entry point");
+    attn_vk_kernel *k = calloc(1, sizeof *k);
+    if (!k)
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
+    attn__strlcpy(k->name, entries[0], sizeof k->name);
+    k->source = strdup(source);
+    /* The device's capabilities, then the planner's specialisation constants. */
+    char *pre = attn_vk_appendf(strdup(""),
+                                "#define ATTN_VK_INT64 %d\n#define ATTN_VK_F16 %d\n"
+                                "#define ATTN_VK_SUBGROUP %d\n",
+                                d->int64, d->f16_storage, d->subgroup_vote);
+    for (uint32_t i = 0; i < num_defines && pre; ++i)
+        pre = attn_vk_appendf(pre, "#define %s %lld\n", defines[i].name, defines[i].value);
+    k->preamble = pre;
+    if (!k->source || !k->preamble) {
+        attn_vk_kernel_free(dev, k);
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
+    }
+    /* Compile the plain module and its pipeline at the shader's own work-group size now,
+     * at plan creation: launches with that size then compile nothing. */
+    pthread_mutex_lock(&d->lock);
+    VkPipeline pipe;
+    attn_status st = attn_vk_module_make(d, k, 0);
+    if (st == ATTN_OK)
+        st = attn_vk_pipeline_get(d, k, 0, k->mod[0].local, &pipe);
+    pthread_mutex_unlock(&d->lock);
+    if (st != ATTN_OK) {
+        attn_vk_kernel_free(dev, k);
+        return st;
+    }
+    kernels[0] = k;
+    return ATTN_OK;
+}
+
+void attn_vk_kernel_free(void *dev, void *kernel)
+{
+    attn_vk_device *d = dev;
+    attn_vk_kernel *k = kernel;
+    if (!k)
+        return;
+    for (uint32_t i = 0; i < k->num_pipes; ++i)
+        vkDestroyPipeline(d->device, k->pipes[i].pipeline, NULL);
+    attn_vk_module_free(d, &k->mod[0]);
+    attn_vk_module_free(d, &k->mod[1]);
+    free(k->source);
+    free(k->preamble);
+    free(k);
+}
+
+/* ---- launches ------------------------------------------------------------------------------ */
+
+attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
+{
+    attn_vk_device *d = dev;
+    attn_vk_kernel *k = kernel;
+    const VkPhysicalDeviceLimits *lim = &d->props.limits;
+    if (!k || !l)
+        return attn__fail(d->ctx, ATTN_ERROR_NULL_POINTER, "Vulkan: launch without %s",
+                          !k ? "a kernel" : "a launch description");
+    if (l->num_buffers > ATTN__MAX_LAUNCH_BUFFERS || l->params_size > d->params_stride ||
+        (l->params_size && !l->params))
+        return attn__fail(d->ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "Vulkan: launch of %s with %u buffers and %zu bytes of params", k->name,
+                          (unsigned)l->num_buffers, l->params_size);
+    uint64_t invocations = 1;
+    uint32_t local[3];
+    for (int i = 0; i < 3; ++i) {
+        if (!l->local[i] || l->local[i] > lim->maxComputeWorkGroupSize[i])
+            return attn__fail(d->ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                              "Vulkan: %s: local size %zu in dimension %d (device limit %u)",
+                              k->name, l->local[i], i, (unsigned)lim->maxComputeWorkGroupSize[i]);
+        local[i] = (uint32_t)l->local[i];
+        invocations *= local[i];
+        if (!l->groups[i])
+            return ATTN_OK; /* nothing to run */
+        if (l->groups[i] > UINT32_MAX)
+            return attn__fail(d->ctx, ATTN_ERROR_OVERFLOW, "Vulkan: %s: %zu work-groups",
+                              k->name, l->groups[i]);
+    }
+    if (invocations > lim->maxComputeWorkGroupInvocations)
+        return attn__fail(d->ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "Vulkan: %s: work-group of %llu invocations (device limit %u)", k->name,
+                          (unsigned long long)invocations,
+                          (unsigned)lim->maxComputeWorkGroupInvocations);
+
+    /* A buffer larger than one binding makes the launch windowed; never truncated. */
+    int windowed = 0;
+    for (uint32_t i = 0; i < l->num_buffers; ++i) {
+        const attn_vk_buffer *b = l->buffers[i];
+        if (!b)
+            continue;
+        if (!d->int64 && b->size >= ((uint64_t)1 << 32))
+            return attn__fail(d->ctx, ATTN_ERROR_UNSUPPORTED,
+                              "Vulkan: buffer %u of %s has %llu bytes; 4 GiB or more needs "
+                              "shaderInt64", (unsigned)i, k->name, (unsigned long long)b->size);
+        if (b->size > d->max_range)
+            windowed = 1;
+        if (b->size > ((uint64_t)ATTN_VK_MAX_WIN << d->win_shift))
+            return attn__fail(d->ctx, ATTN_ERROR_UNSUPPORTED,
+                              "Vulkan: buffer %u of %s has %llu bytes; one launch binds at most "
+                              "%d windows of %llu bytes (maxStorageBufferRange %llu)",
+                              (unsigned)i, k->name, (unsigned long long)b->size, ATTN_VK_MAX_WIN,
+                              (unsigned long long)1 << d->win_shift,
+                              (unsigned long long)d->max_range);
+    }
+
+    pthread_mutex_lock(&d->lock);
+    VkPipeline pipe = VK_NULL_HANDLE;
+    attn_status st = attn_vk_pipeline_get(d, k, windowed, local, &pipe);
+    if (st == ATTN_OK && (d->dispatched >= ATTN_VK_BATCH || d->params_used >= ATTN_VK_BATCH))
+        st = attn_vk_flush(d);
+    if (st == ATTN_OK)
+        st = attn_vk_begin(d);
+    VkDescriptorSet set = VK_NULL_HANDLE;
+    const attn_vk_module *m = &k->mod[windowed];
+    if (st == ATTN_OK) {
+        VkDescriptorSetAllocateInfo ai = {
+            .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
+            .descriptorPool = d->desc_pool,
+            .descriptorSetCount = 1,
+            .pSetLayouts = &m->set_layout,
+        };
+        VkResult r = vkAllocateDescriptorSets(d->device, &ai, &set);
+        if (r != VK_SUCCESS)
+            st = attn_vk_fail(d, r, "vkAllocateDescriptorSets", k->name);
+    }
+    if (st != ATTN_OK) {
+        pthread_mutex_unlock(&d->lock);
+        return st;
+    }
+
+    uint32_t slot = d->params_used++;
+    VkDeviceSize poff = (VkDeviceSize)slot * d->params_stride;
+    if (l->params_size)
+        memcpy((char *)d->params.mapped + poff, l->params, l->params_size);
+    VkDescriptorBufferInfo infos[ATTN_VK_PARAMS_BINDING + 1];
+    VkWriteDescriptorSet writes[ATTN_VK_PARAMS_BINDING + 1];
+    for (uint32_t i = 0; i < m->num_bindings; ++i) {
+        uint32_t bnd = m->bindings[i];
+        VkDescriptorBufferInfo *bi = &infos[i];
+        if (bnd == ATTN_VK_PARAMS_BINDING) {
+            *bi = (VkDescriptorBufferInfo){d->params.buffer, poff,
+                                           l->params_size ? l->params_size : 16};
+        } else {
+            uint32_t s = bnd / ATTN_VK_MAX_WIN, w = bnd % ATTN_VK_MAX_WIN;
+            const attn_vk_buffer *b = s < l->num_buffers ? l->buffers[s] : NULL;
+            uint64_t off = windowed ? (uint64_t)w << d->win_shift : 0;
+            if (!b || off >= b->size || (!windowed && w)) {
+                /* NULL buffer, or a window past the end: never read by the kernel. */
+                *bi = (VkDescriptorBufferInfo){d->dummy.buffer, 0, VK_WHOLE_SIZE};
+            } else {
+                uint64_t range = b->size - off;
+                if (windowed && range > ((uint64_t)1 << d->win_shift))
+                    range = (uint64_t)1 << d->win_shift;
+                *bi = (VkDescriptorBufferInfo){b->buffer, off, range};
+            }
+        }
+        writes[i] = (VkWriteDescriptorSet){
+            .sType = VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET,
+            .dstSet = set,
+            .dstBinding = bnd,
+            .descriptorCount = 1,
+            .descriptorType = bnd == ATTN_VK_PARAMS_BINDING ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER
+                                                            : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .pBufferInfo = bi,
+        };
+    }
+    vkUpdateDescriptorSets(d->device, m->num_bindings, writes, 0, NULL);
+
+    /* Each launch may read what the previous one (or a copy) wrote. */
+    attn_vk_barrier(d);
+    vkCmdBindPipeline(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipe);
+    vkCmdBindDescriptorSets(d->cmd, VK_PIPELINE_BIND_POINT_COMPUTE, m->layout, 0, 1, &set, 0,
+                            NULL);
+    /* Grids beyond maxComputeWorkGroupCount run as several dispatches with a base group,
+     * which gl_WorkGroupID includes: the kernel sees one grid. */
+    const uint32_t *maxg = lim->maxComputeWorkGroupCount;
+    for (uint32_t z = 0; z < l->groups[2]; z += maxg[2])
+        for (uint32_t y = 0; y < l->groups[1]; y += maxg[1])
+            for (uint32_t x = 0; x < l->groups[0]; x += maxg[0]) {
+                uint32_t nx = (uint32_t)l->groups[0] - x, ny = (uint32_t)l->groups[1] - y,
+                         nz = (uint32_t)l->groups[2] - z;
+                vkCmdDispatchBase(d->cmd, x, y, z, nx < maxg[0] ? nx : maxg[0],
+                                  ny < maxg[1] ? ny : maxg[1], nz < maxg[2] ? nz : maxg[2]);
+            }
+    d->dispatched++;
+    pthread_mutex_unlock(&d->lock);
+    return ATTN_OK;
+}
