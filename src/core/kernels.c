@@ -229,6 +229,20 @@ static attn_status compile_cached(attn_context *ctx, const char *key, const char
     return st;
 }
 
+int attn__kernel_available(const attn_context *ctx, const char *file, const char *entry)
+{
+    char name[96];
+    switch (ctx->ops->lang) {
+    case ATTN__LANG_OPENCL_C:
+        return attn__shader_source(file) != NULL;
+    case ATTN__LANG_GLSL:
+        snprintf(name, sizeof name, "%s.comp", entry);
+        return attn__shader_source(name) != NULL;
+    default:
+        return 0;
+    }
+}
+
 attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint32_t num_files,
                               const char *const *entries, uint32_t num_entries,
                               const attn__define *defines, uint32_t num_defines, void **kernels)

@@ -37,6 +37,10 @@ typedef struct attn__kparams {
 
 #define ATTN__MAX_PROGRAM_KERNELS 4
 
+/* Whether the backend's language has a source for kernel `entry` of shader file `file`
+ * (each GLSL entry is its own .comp file). */
+int attn__kernel_available(const attn_context *ctx, const char *file, const char *entry);
+
 /* The kernels `entries` of one program built from the shader files `files` (after the
  * parameter block and attn_common.cl) specialised by `defines`: from the context's cache,
  * or compiled now. The kernels stay owned by the context. */

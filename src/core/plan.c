@@ -151,13 +151,14 @@ static attn_status plan_decode(attn_plan *plan)
                                  {"STORAGE_F16", p->dtype == ATTN_DTYPE_F16},
                                  {"MASK_KIND", p->mask_kind},
                                  {"MAX_ROWS", DECODE_MAX_ROWS}};
-    void *k[2] = {NULL, NULL};
-    attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, 5, k);
-    if (st == ATTN_ERROR_UNSUPPORTED) {
-        /* A backend without the decode kernels runs the prefill kernels instead. */
+    /* A backend without the decode kernels runs the prefill kernels instead. */
+    if (!attn__kernel_available(plan->ctx, files[0], entries[0]) ||
+        !attn__kernel_available(plan->ctx, files[0], entries[1])) {
         plan->decode = 0;
         return ATTN_OK;
     }
+    void *k[2] = {NULL, NULL};
+    attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, 5, k);
     plan->k_dec = k[0];
     plan->k_dec_merge = k[1];
     plan->info.block_m = (uint32_t)rows;
