@@ -33,6 +33,24 @@ static attn_context *device_ctx(int index, attn_kernel_family fam, uint64_t budg
     return ctx;
 }
 
+/* Statistics of a context, and a zeroed plan-info to fill. */
+static attn_stats stats_of(const attn_context *ctx)
+{
+    attn_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    ck_assert_int_eq(attn_context_get_stats(ctx, &st), ATTN_OK);
+    return st;
+}
+
+static attn_plan_info info_blank(void)
+{
+    attn_plan_info info;
+    memset(&info, 0, sizeof info);
+    info.struct_size = sizeof info;
+    return info;
+}
+
 /* Exact attention of one query row (all in double), for spot checks of long problems. */
 static void ref_row(const float *q, const float *k, const float *v, int64_t S, int64_t H,
                     int64_t Hk, int64_t D, int64_t i, int64_t h, int causal, double *out)
@@ -81,9 +99,7 @@ START_TEST(test_budgets_same_output)
             d.causal = 1;
             attn_plan *plan = NULL;
             ck_assert_msg(attn_plan_create(ctx, &d, &plan) == ATTN_OK, "%s", attn_last_detail());
-            attn_plan_info info;
-            memset(&info, 0, sizeof info);
-            info.struct_size = sizeof info;
+            attn_plan_info info = info_blank();
             attn_plan_get_info(plan, &info);
             ck_assert_int_eq(info.scheduled, budgets[bi] != 0);
             o[bi] = malloc(nq * 4);
@@ -95,10 +111,7 @@ START_TEST(test_budgets_same_output)
             double t0 = tu_now();
             ck_assert_msg(attn_plan_run(plan, &a) == ATTN_OK, "budget %llu: %s",
                           (unsigned long long)budgets[bi], attn_last_detail());
-            attn_stats st;
-            memset(&st, 0, sizeof st);
-            st.struct_size = sizeof st;
-            attn_context_get_stats(ctx, &st);
+            attn_stats st = stats_of(ctx);
             attn_plan_get_info(plan, &info);
             printf("schedule: device %d budget %llu MiB: %.2f s, peak %.2f MiB, segments %u x "
                    "chunks %u, %llu launches\n",
@@ -221,14 +234,9 @@ static void run_mixed(int dev, attn_kernel_family fam, attn_dtype dt, attn_mask_
     ck_assert_msg(s == ATTN_OK, "%s", attn_last_detail());
     if (buffers)
         ck_assert_int_eq(attn_buffer_download(bo, 0, o, no * es), ATTN_OK);
-    attn_plan_info info;
-            memset(&info, 0, sizeof info);
-            info.struct_size = sizeof info;
+    attn_plan_info info = info_blank();
     attn_plan_get_info(plan, &info);
-    attn_stats st;
-            memset(&st, 0, sizeof st);
-            st.struct_size = sizeof st;
-    attn_context_get_stats(ctx, &st);
+    attn_stats st = stats_of(ctx);
     ck_assert_msg(st.peak_device_bytes <= budget, "peak %llu > budget %llu",
                   (unsigned long long)st.peak_device_bytes, (unsigned long long)budget);
 
@@ -295,10 +303,7 @@ START_TEST(test_oom_recovery)
         /* The context is still usable, and nothing is left allocated by the failed run. */
         ck_assert_int_eq(attn_plan_run(plan, &a), ATTN_OK);
         attn_plan_destroy(plan);
-        attn_stats st;
-            memset(&st, 0, sizeof st);
-            st.struct_size = sizeof st;
-        attn_context_get_stats(ctx, &st);
+        attn_stats st = stats_of(ctx);
         ck_assert_uint_eq(st.device_bytes, 0);
         attn_context_destroy(ctx);
         free(q), free(o);
@@ -315,9 +320,7 @@ START_TEST(test_budget_too_small)
         d.num_heads = 8, d.q_len = 512, d.kv_len = 512, d.head_dim = 128;
         attn_plan *plan = NULL;
         ck_assert_int_eq(attn_plan_create(ctx, &d, &plan), ATTN_OK);
-        attn_plan_info info;
-            memset(&info, 0, sizeof info);
-            info.struct_size = sizeof info;
+        attn_plan_info info = info_blank();
         attn_plan_get_info(plan, &info);
         ck_assert_int_eq(info.scheduled, 1);
         ck_assert_uint_gt(info.min_device_bytes, 4096);
@@ -381,10 +384,7 @@ START_TEST(test_progress_and_cancel)
         a.progress = NULL;
         ck_assert_int_eq(attn_plan_run(plan, &a), ATTN_OK);
         attn_plan_destroy(plan);
-        attn_stats st;
-            memset(&st, 0, sizeof st);
-            st.struct_size = sizeof st;
-        attn_context_get_stats(ctx, &st);
+        attn_stats st = stats_of(ctx);
         ck_assert_uint_eq(st.device_bytes, 0);
         attn_context_destroy(ctx);
     }
@@ -508,10 +508,7 @@ static void decode_loop(int dev, int host_resident, uint64_t budget)
         ck_assert_msg(ok, "decode step %lld (host %d): %s", (long long)s, host_resident, msg);
     }
     if (budget) {
-        attn_stats st;
-        memset(&st, 0, sizeof st);
-        st.struct_size = sizeof st;
-        attn_context_get_stats(ctx, &st);
+        attn_stats st = stats_of(ctx);
         ck_assert_uint_le(st.peak_device_bytes, budget);
     }
     attn_plan_destroy(plan);
@@ -581,9 +578,7 @@ static void run_decode_case(int dev, const decode_case *c)
         attn_plan *plan = NULL, *rplan = NULL;
         ck_assert_msg(attn_plan_create(ctx, &d, &plan) == ATTN_OK, "%s", attn_last_detail());
         ck_assert_int_eq(attn_plan_create(ref, &d, &rplan), ATTN_OK);
-        attn_plan_info info;
-        memset(&info, 0, sizeof info);
-        info.struct_size = sizeof info;
+        attn_plan_info info = info_blank();
         attn_plan_get_info(plan, &info);
         ck_assert_str_eq(info.kernel, "attn_decode.cl");
         a.o = attn_tensor_host(c->dt, c->B, c->Sq, c->H, c->Dv, oref);
