@@ -60,59 +60,82 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
         l[r] = 0.0f;
     }
 
-    float kt[HD8 * 8], vt[VD8 * 8];
-    for (int d = HEAD_DIM; d < HD8 * 8; ++d)
-        kt[d] = 0.0f;
-    for (int d = V_HEAD_DIM; d < VD8 * 8; ++d)
-        vt[d] = 0.0f;
-    for (long j = j_begin; j < j_end; ++j) {
-        const long kb = p.k_off + b * p.k_s0 + j * p.k_s1 + hk * p.k_s2;
-        const long vb = p.v_off + b * p.v_s0 + j * p.v_s1 + hk * p.v_s2;
-        /* Rows with unit element stride load 8 at a time (the common layouts). */
+    /* Keys go in blocks of 8: one vector exp2 and one rescale per row and block instead
+     * of two scalar exp2 per key. kt/vt hold the block's keys and values, zero-padded. */
+    float kt[8][HD8 * 8], vt[8][VD8 * 8];
+    for (int t = 0; t < 8; ++t) {
+        for (int d = HEAD_DIM; d < HD8 * 8; ++d)
+            kt[t][d] = 0.0f;
+        for (int d = V_HEAD_DIM; d < VD8 * 8; ++d)
+            vt[t][d] = 0.0f;
+    }
+    for (long j0 = j_begin; j0 < j_end; j0 += 8) {
+        const int nk = (int)min(8L, j_end - j0);
+        for (int t = 0; t < nk; ++t) {
+            const long kb = p.k_off + b * p.k_s0 + (j0 + t) * p.k_s1 + hk * p.k_s2;
+            const long vb = p.v_off + b * p.v_s0 + (j0 + t) * p.v_s1 + hk * p.v_s2;
+            /* Rows with unit element stride load 8 at a time (the common layouts). */
 #if HEAD_DIM % 8 == 0
-        if (p.k_s3 == 1) {
-            for (int c = 0; c < HEAD_DIM / 8; ++c)
-                vstore8(LOAD8_S(k, kb + c * 8), c, kt);
-        } else
+            if (p.k_s3 == 1) {
+                for (int c = 0; c < HEAD_DIM / 8; ++c)
+                    vstore8(LOAD8_S(k, kb + c * 8), c, kt[t]);
+            } else
 #endif
-        {
-            for (int d = 0; d < HEAD_DIM; ++d)
-                kt[d] = LOAD_S(k, kb + d * p.k_s3);
-        }
+            {
+                for (int d = 0; d < HEAD_DIM; ++d)
+                    kt[t][d] = LOAD_S(k, kb + d * p.k_s3);
+            }
 #if V_HEAD_DIM % 8 == 0
-        if (p.v_s3 == 1) {
-            for (int c = 0; c < V_HEAD_DIM / 8; ++c)
-                vstore8(LOAD8_S(v, vb + c * 8), c, vt);
-        } else
+            if (p.v_s3 == 1) {
+                for (int c = 0; c < V_HEAD_DIM / 8; ++c)
+                    vstore8(LOAD8_S(v, vb + c * 8), c, vt[t]);
+            } else
 #endif
-        {
-            for (int d = 0; d < V_HEAD_DIM; ++d)
-                vt[d] = LOAD_S(v, vb + d * p.v_s3);
+            {
+                for (int d = 0; d < V_HEAD_DIM; ++d)
+                    vt[t][d] = LOAD_S(v, vb + d * p.v_s3);
+            }
         }
         for (int r = 0; r < rows; ++r) {
             const long i = r / G, h = hk * G + r % G;
-            if (p.causal && j > i + shift)
-                continue;
-            float8 dot8 = (float8)(0.0f);
-            for (int c = 0; c < HD8; ++c)
-                dot8 = fma(qr[r][c], vload8(c, kt), dot8);
-            float x = attn_hsum8(dot8);
+            float sc[8];
+            for (int t = 0; t < 8; ++t) {
+                const long j = j0 + t;
+                sc[t] = -INFINITY;
+                if (t >= nk || (p.causal && j > i + shift))
+                    continue;
+                float8 dot8 = (float8)(0.0f);
+                for (int c = 0; c < HD8; ++c)
+                    dot8 = fma(qr[r][c], vload8(c, kt[t]), dot8);
+                float x = attn_hsum8(dot8);
 #if MASK_KIND != 0
-            const float mv = mask[p.m_off + b * p.m_s0 + h * p.m_s1 + i * p.m_s2 + j * p.m_s3];
+                const float mv = mask[p.m_off + b * p.m_s0 + h * p.m_s1 + i * p.m_s2 + j * p.m_s3];
 #if MASK_KIND == 1
-            x += mv * ATTN_LOG2E;
+                x += mv * ATTN_LOG2E;
 #else
-            if (mv == 0.0f)
-                continue;
+                if (mv == 0.0f)
+                    continue;
 #endif
 #endif
-            if (x == -INFINITY)
+                sc[t] = x;
+            }
+            const float8 s8 = vload8(0, sc);
+            const float4 m4 = fmax(s8.lo, s8.hi);
+            const float2 m2 = fmax(m4.lo, m4.hi);
+            const float mn = fmax(m[r], fmax(m2.x, m2.y));
+            if (mn == -INFINITY)
                 continue;
-            const float mn = fmax(m[r], x);
-            const float alpha = exp2(m[r] - mn), pj = exp2(x - mn);
-            l[r] = l[r] * alpha + pj;
-            for (int c = 0; c < VD8; ++c)
-                acc[r][c] = fma((float8)(pj), vload8(c, vt), acc[r][c] * alpha);
+            const float alpha = exp2(m[r] - mn);
+            float pv[8];
+            vstore8(exp2(s8 - (float8)(mn)), 0, pv);
+            l[r] = l[r] * alpha + attn_hsum8(vload8(0, pv));
+            for (int c = 0; c < VD8; ++c) {
+                float8 a = acc[r][c] * alpha;
+                /* Only keys of the block: past nk, vt holds the previous block. */
+                for (int t = 0; t < nk; ++t)
+                    a = fma((float8)(pv[t]), vload8(c, vt[t]), a);
+                acc[r][c] = a;
+            }
             m[r] = mn;
         }
     }
