@@ -438,9 +438,22 @@ attn_status attn_context_reset_stats(attn_context *ctx)
 attn_status attn__dev_alloc(attn_context *ctx, uint64_t bytes, void **handle)
 {
     *handle = NULL;
+    /* Test hook: ATTN_DEBUG_FAIL_ALLOC_ABOVE=N makes every allocation above N bytes fail
+     * as a device out-of-memory would, so recovery paths can be tested on any device. */
+    const char *inject = getenv("ATTN_DEBUG_FAIL_ALLOC_ABOVE");
+    if (inject && *inject && bytes > parse_bytes(inject))
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_DEVICE_MEMORY,
+                          "injected allocation failure: %llu bytes > ATTN_DEBUG_FAIL_ALLOC_ABOVE",
+                          (unsigned long long)bytes);
+    if (bytes > ctx->info.max_alloc_bytes && ctx->info.max_alloc_bytes)
+        return attn__fail(ctx, ATTN_ERROR_OUT_OF_DEVICE_MEMORY,
+                          "a buffer of %llu bytes exceeds the device's largest allocation "
+                          "(%llu bytes)",
+                          (unsigned long long)bytes,
+                          (unsigned long long)ctx->info.max_alloc_bytes);
     pthread_mutex_lock(&ctx->lock);
-    uint64_t now = ctx->stats.device_bytes;
-    int over = bytes > ctx->budget || now > ctx->budget - bytes;
+    const uint64_t now = ctx->stats.device_bytes;
+    const int over = bytes > ctx->budget || now > ctx->budget - bytes;
     if (!over)
         ctx->stats.device_bytes += bytes; /* reserve before the (slow) allocation */
     pthread_mutex_unlock(&ctx->lock);
@@ -450,27 +463,6 @@ attn_status attn__dev_alloc(attn_context *ctx, uint64_t bytes, void **handle)
                           "%llu bytes (%llu in use)",
                           (unsigned long long)bytes, (unsigned long long)ctx->budget,
                           (unsigned long long)now);
-    /* Test hook: ATTN_DEBUG_FAIL_ALLOC_ABOVE=N makes every allocation above N bytes fail
-     * as a device out-of-memory would, so recovery paths can be tested on any device. */
-    const char *inject = getenv("ATTN_DEBUG_FAIL_ALLOC_ABOVE");
-    if (inject && *inject && bytes > parse_bytes(inject)) {
-        pthread_mutex_lock(&ctx->lock);
-        ctx->stats.device_bytes -= bytes;
-        pthread_mutex_unlock(&ctx->lock);
-        return attn__fail(ctx, ATTN_ERROR_OUT_OF_DEVICE_MEMORY,
-                          "injected allocation failure: %llu bytes > ATTN_DEBUG_FAIL_ALLOC_ABOVE",
-                          (unsigned long long)bytes);
-    }
-    if (bytes > ctx->info.max_alloc_bytes && ctx->info.max_alloc_bytes) {
-        pthread_mutex_lock(&ctx->lock);
-        ctx->stats.device_bytes -= bytes;
-        pthread_mutex_unlock(&ctx->lock);
-        return attn__fail(ctx, ATTN_ERROR_OUT_OF_DEVICE_MEMORY,
-                          "a buffer of %llu bytes exceeds the device's largest allocation "
-                          "(%llu bytes)",
-                          (unsigned long long)bytes,
-                          (unsigned long long)ctx->info.max_alloc_bytes);
-    }
     attn_status st = ctx->ops->buffer_alloc(ctx->dev, bytes, handle);
     pthread_mutex_lock(&ctx->lock);
     if (st != ATTN_OK) {
@@ -493,17 +485,31 @@ void attn__dev_free(attn_context *ctx, void *handle, uint64_t bytes)
     pthread_mutex_unlock(&ctx->lock);
 }
 
+static void count_upload(attn_context *ctx, uint64_t bytes)
+{
+    pthread_mutex_lock(&ctx->lock);
+    ctx->stats.bytes_uploaded += bytes;
+    pthread_mutex_unlock(&ctx->lock);
+}
+
 attn_status attn__dev_write(attn_context *ctx, void *handle, uint64_t offset, const void *src,
                             uint64_t bytes)
 {
     if (!bytes)
         return ATTN_OK;
     attn_status st = ctx->ops->buffer_write(ctx->dev, handle, offset, src, bytes);
-    if (st == ATTN_OK) {
-        pthread_mutex_lock(&ctx->lock);
-        ctx->stats.bytes_uploaded += bytes;
-        pthread_mutex_unlock(&ctx->lock);
-    }
+    if (st == ATTN_OK)
+        count_upload(ctx, bytes);
+    return st;
+}
+
+attn_status attn__dev_write_async(attn_context *ctx, void *handle, const void *src,
+                                  uint64_t bytes, void *wait, void **event)
+{
+    attn_status st = ctx->ops->write_async(ctx->dev, handle, 0, src, bytes, wait ? &wait : NULL,
+                                           wait ? 1u : 0u, event);
+    if (st == ATTN_OK)
+        count_upload(ctx, bytes);
     return st;
 }
 

@@ -48,6 +48,11 @@ attn_status attn__dev_write(attn_context *ctx, void *handle, uint64_t offset, co
 attn_status attn__dev_read(attn_context *ctx, void *handle, uint64_t offset, void *dst,
                            uint64_t bytes);
 
+/* An upload on the backend's transfer queue after event `wait` (may be NULL); counted
+ * like attn__dev_write. Only for backends with write_async. */
+attn_status attn__dev_write_async(attn_context *ctx, void *handle, const void *src,
+                                  uint64_t bytes, void *wait, void **event);
+
 /* Counts one launch and enqueues it. */
 attn_status attn__enqueue(attn_context *ctx, void *kernel, const attn__launch *l);
 

@@ -73,6 +73,25 @@ static attn__kcache_entry *lookup(attn_context *ctx, const char *key)
     return NULL;
 }
 
+/* Adds compiled kernels to the context's cache (the entry takes over `key`), counts them
+ * and hands them out. */
+static void cache_insert(attn_context *ctx, attn__kcache_entry *e, char *key,
+                         uint32_t num_entries, int from_disk, void **kernels)
+{
+    e->key = key;
+    e->num_kernels = num_entries;
+    pthread_mutex_lock(&ctx->lock);
+    e->next = ctx->kcache;
+    ctx->kcache = e;
+    if (from_disk)
+        ctx->stats.disk_cache_hits++;
+    else
+        ctx->stats.kernels_compiled++;
+    pthread_mutex_unlock(&ctx->lock);
+    attn__log(ctx, ATTN_LOG_DEBUG, "%s %s", from_disk ? "loaded" : "compiled", key);
+    memcpy(kernels, e->kernels, num_entries * sizeof *kernels);
+}
+
 /* ---- GLSL (Vulkan) ----------------------------------------------------------------------
  * GLSL has one `main` per module, so each entry point is its own shader file named after
  * it: entry "attn_fwd_cpu" is shaders/vulkan/attn_fwd_cpu.comp (the OpenCL file list of
@@ -165,15 +184,7 @@ static attn_status glsl_kernels_get(attn_context *ctx, char *key, const char *co
         free(key);
         return st;
     }
-    e->key = key;
-    e->num_kernels = num_entries;
-    pthread_mutex_lock(&ctx->lock);
-    e->next = ctx->kcache;
-    ctx->kcache = e;
-    ctx->stats.kernels_compiled++;
-    pthread_mutex_unlock(&ctx->lock);
-    attn__log(ctx, ATTN_LOG_DEBUG, "compiled %s", key);
-    memcpy(kernels, e->kernels, num_entries * sizeof *kernels);
+    cache_insert(ctx, e, key, num_entries, 0, kernels);
     return ATTN_OK;
 }
 
@@ -302,17 +313,6 @@ attn_status attn__kernels_get(attn_context *ctx, const char *const *files, uint3
         free(key);
         return st;
     }
-    e->key = key;
-    e->num_kernels = num_entries;
-    pthread_mutex_lock(&ctx->lock);
-    e->next = ctx->kcache;
-    ctx->kcache = e;
-    if (from_disk)
-        ctx->stats.disk_cache_hits++;
-    else
-        ctx->stats.kernels_compiled++;
-    pthread_mutex_unlock(&ctx->lock);
-    attn__log(ctx, ATTN_LOG_DEBUG, "compiled %s", key);
-    memcpy(kernels, e->kernels, num_entries * sizeof *kernels);
+    cache_insert(ctx, e, key, num_entries, from_disk, kernels);
     return ATTN_OK;
 }

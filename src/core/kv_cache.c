@@ -191,12 +191,13 @@ attn_status attn_kv_cache_append(attn_kv_cache *c, const attn_tensor *k, const a
     for (int t = 0; t < 2; ++t) {
         const uint64_t rb = row_bytes(c, dims[t]);
         const int64_t shape[4] = {1, n, c->p.num_kv_heads, dims[t]};
-        int64_t ss[4], ds[4] = {n * c->p.num_kv_heads * dims[t], c->p.num_kv_heads * dims[t],
-                                dims[t], 1};
+        int64_t ss[4], ds[4];
         const attn_tensor *s = src[t];
-        int zero = !s->stride[0] && !s->stride[1] && !s->stride[2] && !s->stride[3];
-        for (int i = 0; i < 4; ++i)
-            ss[i] = zero ? (i == 0 ? ds[0] : ds[i]) : s->stride[i];
+        attn__dense_strides(shape, ds);
+        if (!s->stride[0] && !s->stride[1] && !s->stride[2] && !s->stride[3])
+            attn__dense_strides(s->shape, ss);
+        else
+            memcpy(ss, s->stride, sizeof ss);
         char *tmp = c->kb ? malloc((size_t)n * rb) : NULL;
         if (c->kb && !tmp)
             return attn__fail(c->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "KV cache append");

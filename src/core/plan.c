@@ -127,10 +127,16 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
  * so that the device gets enough work-items, and the splits are merged exactly. */
 static attn_status plan_decode(attn_plan *plan)
 {
+    static const char *const files[] = {"attn_decode.cl"};
+    static const char *const entries[] = {"attn_decode", "attn_decode_merge"};
     const attn__problem *p = &plan->pb;
     const attn_device_info *dev = &plan->ctx->info;
     const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
     if (rows > DECODE_MAX_ROWS || p->kv_len < 128)
+        return ATTN_OK;
+    /* A backend without the decode kernels runs the prefill kernels instead. */
+    if (!attn__kernel_available(plan->ctx, files[0], entries[0]) ||
+        !attn__kernel_available(plan->ctx, files[0], entries[1]))
         return ATTN_OK;
     const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
     const uint64_t want = (dev->type == ATTN_DEVICE_CPU ? 4 : 32) * cu;
@@ -141,24 +147,18 @@ static attn_status plan_decode(attn_plan *plan)
         splits = most;
     if (splits < 1)
         splits = 1;
-    plan->decode = 1;
-    plan->num_splits = (uint32_t)splits;
-    plan->split_len = (uint32_t)(((uint64_t)p->kv_len + splits - 1) / splits);
-    static const char *const files[] = {"attn_decode.cl"};
-    static const char *const entries[] = {"attn_decode", "attn_decode_merge"};
     const attn__define defs[] = {{"HEAD_DIM", p->head_dim},
                                  {"V_HEAD_DIM", p->v_head_dim},
                                  {"STORAGE_F16", p->dtype == ATTN_DTYPE_F16},
                                  {"MASK_KIND", p->mask_kind},
                                  {"MAX_ROWS", DECODE_MAX_ROWS}};
-    /* A backend without the decode kernels runs the prefill kernels instead. */
-    if (!attn__kernel_available(plan->ctx, files[0], entries[0]) ||
-        !attn__kernel_available(plan->ctx, files[0], entries[1])) {
-        plan->decode = 0;
-        return ATTN_OK;
-    }
     void *k[2] = {NULL, NULL};
     attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, 5, k);
+    if (st != ATTN_OK)
+        return st;
+    plan->decode = 1;
+    plan->num_splits = (uint32_t)splits;
+    plan->split_len = (uint32_t)(((uint64_t)p->kv_len + splits - 1) / splits);
     plan->k_dec = k[0];
     plan->k_dec_merge = k[1];
     plan->info.block_m = (uint32_t)rows;
@@ -166,7 +166,7 @@ static attn_status plan_decode(attn_plan *plan)
     plan->info.vec_width = 8;
     plan->info.work_group_size = 1;
     attn__strlcpy(plan->info.kernel, "attn_decode.cl", sizeof plan->info.kernel);
-    return st;
+    return ATTN_OK;
 }
 
 /* One program per family: the CPU family's K/V packing kernel is built with its attention
@@ -312,7 +312,7 @@ static attn_status scratch(attn_plan *plan, int s, uint64_t bytes, void **handle
     return st;
 }
 
-static void dense_strides(const int64_t shape[4], int64_t out[4])
+void attn__dense_strides(const int64_t shape[4], int64_t out[4])
 {
     out[3] = 1;
     for (int i = 2; i >= 0; --i)
@@ -367,7 +367,7 @@ static attn_status stage_in(attn_plan *plan, const attn__bound *b, int slot, dev
     if (st != ATTN_OK)
         return st;
     d->off = 0;
-    dense_strides(b->view.shape, d->stride);
+    attn__dense_strides(b->view.shape, d->stride);
     if (b->dense)
         return attn__dev_write(plan->ctx, d->handle, 0, b->view.data, bytes);
     char *tmp = malloc(bytes ? bytes : 1);
@@ -384,10 +384,10 @@ static attn_status stage_in(attn_plan *plan, const attn__bound *b, int slot, dev
 static attn_status stage_out(attn_plan *plan, const attn__bound *b, int slot, dev_tensor *d)
 {
     if (!b->present || b->buffer)
-        return stage_in(plan, b, slot, d) == ATTN_OK ? ATTN_OK : ATTN_ERROR_BACKEND;
+        return stage_in(plan, b, slot, d); /* absent, or a buffer bound in place */
     attn_status st = scratch(plan, slot, dense_bytes(&b->view), &d->handle);
     d->off = 0;
-    dense_strides(b->view.shape, d->stride);
+    attn__dense_strides(b->view.shape, d->stride);
     return st;
 }
 

@@ -82,6 +82,9 @@ attn_status attn__run_scheduled(attn_plan *plan, const attn__bound bound[ATTN__T
 /* Plans segment rows / chunk keys for the budget; fills plan->info's scheduler fields. */
 void attn__schedule_plan(attn_plan *plan);
 
+/* Row-major strides (in elements) of a dense tensor of `shape`. */
+void attn__dense_strides(const int64_t shape[4], int64_t out[4]);
+
 /* Copies a 4-D strided tensor of `es`-byte elements between two layouts. */
 void attn__copy_strided(char *dst, const int64_t ds[4], const char *src, const int64_t ss[4],
                         const int64_t shape[4], size_t es);

@@ -245,9 +245,7 @@ static attn_status stage_block(run_state *r, int t, int slot, const int64_t org[
         memcpy(st, b->view.stride, 4 * sizeof *st);
         return ATTN_OK;
     }
-    st[3] = 1;
-    for (int i = 2; i >= 0; --i)
-        st[i] = st[i + 1] * shape[i + 1];
+    attn__dense_strides(shape, st);
     *handle = r->dev[slot];
     *off = 0;
     const char *src = (const char *)b->view.data +
@@ -271,9 +269,7 @@ static attn_status stage_chunk(run_state *r, int t, int t3, int par, const int64
     attn_context *ctx = r->plan->ctx;
     static const int slots[2][3] = {{B_K, B_V, B_MASK}, {B_K2, B_V2, B_MASK2}};
     const size_t es = attn__dtype_size(b->view.dtype);
-    st[3] = 1;
-    for (int i = 2; i >= 0; --i)
-        st[i] = st[i + 1] * shape[i + 1];
+    attn__dense_strides(shape, st);
     *handle = r->dev[slots[par][t3]];
     *off = 0;
     /* K, then V, then the mask, each at its slot's largest size. */
@@ -286,14 +282,7 @@ static attn_status stage_chunk(run_state *r, int t, int t3, int par, const int64
     attn__copy_strided(dst, st, src, b->view.stride, shape, es);
     const uint64_t bytes = (uint64_t)(shape[0] * shape[1] * shape[2] * shape[3]) * es;
     void *wait = r->cev[par];
-    attn_status s = ctx->ops->write_async(ctx->dev, *handle, 0, dst, bytes, wait ? &wait : NULL,
-                                          wait ? 1u : 0u, &r->wev[par][t3]);
-    if (s == ATTN_OK) {
-        pthread_mutex_lock(&ctx->lock);
-        ctx->stats.bytes_uploaded += bytes;
-        pthread_mutex_unlock(&ctx->lock);
-    }
-    return s;
+    return attn__dev_write_async(ctx, *handle, dst, bytes, wait, &r->wev[par][t3]);
 }
 
 /* Reads a dense block back and scatters it into a host output at `org`. */
@@ -303,9 +292,7 @@ static attn_status unstage_block(run_state *r, int t, int slot, const int64_t or
     const attn__bound *b = &r->bound[t];
     const size_t es = attn__dtype_size(b->view.dtype);
     int64_t st[4];
-    st[3] = 1;
-    for (int i = 2; i >= 0; --i)
-        st[i] = st[i + 1] * shape[i + 1];
+    attn__dense_strides(shape, st);
     uint64_t bytes = (uint64_t)(shape[0] * shape[1] * shape[2] * shape[3]) * es;
     attn_status s = attn__dev_read(r->plan->ctx, r->dev[slot], 0, r->tmp, bytes);
     if (s != ATTN_OK)
@@ -315,14 +302,18 @@ static attn_status unstage_block(run_state *r, int t, int slot, const int64_t or
     return ATTN_OK;
 }
 
+/* One past the last key that rows [i0, i0+sm) of a batch with len_b keys can see. */
+static int64_t keys_end(const attn__problem *p, int64_t len_b, int64_t i0, int64_t sm)
+{
+    if (!p->causal)
+        return len_b;
+    const int64_t kend = i0 + sm + len_b - p->q_len;
+    return kend < 0 ? 0 : kend > len_b ? len_b : kend;
+}
+
 static uint64_t chunks_of(const attn__problem *p, int64_t len_b, int64_t i0, int64_t sm, uint64_t cn)
 {
-    int64_t kend = len_b;
-    if (p->causal) {
-        kend = i0 + sm + len_b - p->q_len;
-        kend = kend < 0 ? 0 : kend > len_b ? len_b : kend;
-    }
-    uint64_t n = ((uint64_t)kend + cn - 1) / cn;
+    const uint64_t n = ((uint64_t)keys_end(p, len_b, i0, sm) + cn - 1) / cn;
     return n ? n : 1; /* an empty segment still writes its zeros */
 }
 
@@ -381,13 +372,9 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     kp.q_s0 = s4[0], kp.q_s1 = s4[1], kp.q_s2 = s4[2], kp.q_s3 = s4[3];
                 }
                 const uint64_t nchunks = chunks_of(p, len_b, i0, sm, (uint64_t)cn_max);
+                const int64_t kend = keys_end(p, len_b, i0, sm);
                 for (uint64_t c = 0; c < nchunks; ++c) {
                     const int64_t j0 = (int64_t)c * cn_max;
-                    int64_t kend = len_b;
-                    if (p->causal) {
-                        kend = i0 + sm + len_b - p->q_len;
-                        kend = kend < 0 ? 0 : kend > len_b ? len_b : kend;
-                    }
                     const int64_t cn = kend - j0 < cn_max ? (kend - j0 > 0 ? kend - j0 : 0) : cn_max;
                     void *kh = NULL, *vh = NULL, *mh = NULL;
                     int64_t s4[4];

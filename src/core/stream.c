@@ -48,23 +48,15 @@ static attn_status grow(attn_stream *s, char **buf, size_t *cap, size_t need)
     return ATTN_OK;
 }
 
+/* A caller's strides, the dense default where all four are zero. */
 static void resolved_strides(const attn_tensor *t, int64_t st[4])
 {
-    if (!t->stride[0] && !t->stride[1] && !t->stride[2] && !t->stride[3]) {
-        st[3] = 1;
-        for (int i = 2; i >= 0; --i)
-            st[i] = st[i + 1] * t->shape[i + 1];
-    } else {
+    if (!t->stride[0] && !t->stride[1] && !t->stride[2] && !t->stride[3])
+        attn__dense_strides(t->shape, st);
+    else
         memcpy(st, t->stride, 4 * sizeof *st);
-    }
 }
 
-static void dense(const int64_t shape[4], int64_t st[4])
-{
-    st[3] = 1;
-    for (int i = 2; i >= 0; --i)
-        st[i] = st[i + 1] * shape[i + 1];
-}
 
 /* Copies rows [0, shape[1]) of host tensor t into rows starting at `row` of a dense
  * [batch, rows_total, heads, dim] array. */
@@ -73,7 +65,7 @@ static void put_rows(char *dst, int64_t rows_total, int64_t row, const attn_tens
     int64_t ss[4], ds[4];
     const int64_t full[4] = {t->shape[0], rows_total, t->shape[2], t->shape[3]};
     resolved_strides(t, ss);
-    dense(full, ds);
+    attn__dense_strides(full, ds);
     attn__copy_strided(dst + (size_t)(row * ds[1]) * es, ds, t->data, ss, t->shape, es);
 }
 
@@ -83,7 +75,7 @@ static void get_rows(attn_tensor *t, const char *src, int64_t rows_total, int64_
     int64_t ds[4], ss[4];
     const int64_t full[4] = {t->shape[0], rows_total, t->shape[2], t->shape[3]};
     resolved_strides(t, ds);
-    dense(full, ss);
+    attn__dense_strides(full, ss);
     attn__copy_strided(t->data, ds, src + (size_t)(row * ss[1]) * es, ss, t->shape, es);
 }
 
@@ -294,11 +286,11 @@ static attn_status push_compressive(attn_stream *s, const attn_stream_segment *g
         attn__view vq = {p->dtype, {0}, {0}, s->hq}, vk = {p->dtype, {0}, {0}, s->hk};
         attn__view vv = {p->dtype, {0}, {0}, s->hv}, va = {p->dtype, {0}, {0}, alocal};
         attn__view vo = {p->dtype, {0}, {0}, s->ho};
-        memcpy(vq.shape, qsh, sizeof qsh), dense(qsh, vq.stride);
-        memcpy(vk.shape, ksh, sizeof ksh), dense(ksh, vk.stride);
-        memcpy(vv.shape, vsh, sizeof vsh), dense(vsh, vv.stride);
-        memcpy(va.shape, osh, sizeof osh), dense(osh, va.stride);
-        memcpy(vo.shape, osh, sizeof osh), dense(osh, vo.stride);
+        memcpy(vq.shape, qsh, sizeof qsh), attn__dense_strides(qsh, vq.stride);
+        memcpy(vk.shape, ksh, sizeof ksh), attn__dense_strides(ksh, vk.stride);
+        memcpy(vv.shape, vsh, sizeof vsh), attn__dense_strides(vsh, vv.stride);
+        memcpy(va.shape, osh, sizeof osh), attn__dense_strides(osh, va.stride);
+        memcpy(vo.shape, osh, sizeof osh), attn__dense_strides(osh, vo.stride);
         attn__ref_infini_read(&pb, &vq, &va, s->m_ref, s->z_ref, s->gate, &vo);
         attn__ref_infini_update(&pb, &vk, &vv, s->m_ref, s->z_ref);
     } else {

@@ -174,9 +174,7 @@ static attn_status bind(const attn_plan *plan, int which, const attn_tensor *t, 
     v->dtype = t->dtype;
     memcpy(v->shape, t->shape, sizeof v->shape);
     int64_t dense[4];
-    dense[3] = 1;
-    for (int i = 2; i >= 0; --i)
-        dense[i] = dense[i + 1] * t->shape[i + 1];
+    attn__dense_strides(t->shape, dense);
     int all_zero = !t->stride[0] && !t->stride[1] && !t->stride[2] && !t->stride[3];
     for (int i = 0; i < 4; ++i) {
         if (t->stride[i] < 0)
