@@ -4,6 +4,7 @@
  * are written to a temporary name and renamed, so readers never see half a file. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,44 @@ static int make_dirs(const char *dir)
     return r;
 }
 
+int attn__jit_cache_read(const char *path, char **key, void **payload, size_t *bytes)
+{
+    *key = NULL;
+    *payload = NULL;
+    *bytes = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    /* The sizes in the header must add up to the file's size before anything is
+     * allocated from them: a foreign file's "header" must not make us allocate gigabytes. */
+    struct stat sb;
+    file_header h;
+    int ok = fstat(fileno(f), &sb) == 0 && fread(&h, sizeof h, 1, f) == 1 &&
+             !memcmp(h.magic, MAGIC, sizeof MAGIC) && h.version == FORMAT_VERSION &&
+             h.endian == ENDIAN_MARK && h.key_bytes > 0 && h.key_bytes < ((uint64_t)1 << 20) &&
+             h.payload_bytes > 0 && h.payload_bytes < ((uint64_t)1 << 32) &&
+             (uint64_t)sb.st_size == sizeof h + h.key_bytes + h.payload_bytes;
+    char *kbuf = ok ? malloc((size_t)h.key_bytes + 1) : NULL;
+    void *data = ok ? malloc((size_t)h.payload_bytes) : NULL;
+    ok = ok && kbuf && data && fread(kbuf, 1, (size_t)h.key_bytes, f) == h.key_bytes &&
+         fread(data, 1, (size_t)h.payload_bytes, f) == h.payload_bytes && fgetc(f) == EOF;
+    /* A key is text: one with a NUL inside would compare as a shorter key. */
+    ok = ok && !memchr(kbuf, '\0', (size_t)h.key_bytes) &&
+         attn__fnv1a(attn__fnv1a(FNV_SEED, kbuf, (size_t)h.key_bytes), data,
+                     (size_t)h.payload_bytes) == h.checksum;
+    fclose(f);
+    if (!ok) {
+        free(kbuf);
+        free(data);
+        return 0;
+    }
+    kbuf[h.key_bytes] = '\0';
+    *key = kbuf;
+    *payload = data;
+    *bytes = (size_t)h.payload_bytes;
+    return 1;
+}
+
 int attn__jit_cache_load(const char *dir, const char *backend, const char *key, void **payload,
                          size_t *bytes)
 {
@@ -80,31 +119,20 @@ int attn__jit_cache_load(const char *dir, const char *backend, const char *key, 
     char *path = path_for(dir, backend, key);
     if (!path)
         return 0;
-    FILE *f = fopen(path, "rb");
+    char *stored = NULL;
+    void *data = NULL;
+    size_t n = 0;
+    int ok = attn__jit_cache_read(path, &stored, &data, &n);
     free(path);
-    if (!f)
-        return 0;
-    file_header h;
-    const size_t klen = strlen(key);
-    int ok = fread(&h, sizeof h, 1, f) == 1 && !memcmp(h.magic, MAGIC, sizeof MAGIC) &&
-             h.version == FORMAT_VERSION && h.endian == ENDIAN_MARK && h.key_bytes == klen &&
-             h.payload_bytes > 0 && h.payload_bytes < ((uint64_t)1 << 32);
-    char *kbuf = ok ? malloc(klen + 1) : NULL;
-    void *data = ok ? malloc((size_t)h.payload_bytes) : NULL;
-    ok = ok && kbuf && data && fread(kbuf, 1, klen, f) == klen &&
-         fread(data, 1, (size_t)h.payload_bytes, f) == h.payload_bytes && fgetc(f) == EOF;
     /* The key itself, not only its hash: a colliding or foreign file is not ours. */
-    ok = ok && !memcmp(kbuf, key, klen) &&
-         attn__fnv1a(attn__fnv1a(FNV_SEED, kbuf, klen), data, (size_t)h.payload_bytes) ==
-             h.checksum;
-    fclose(f);
-    free(kbuf);
+    ok = ok && !strcmp(stored, key);
+    free(stored);
     if (!ok) {
         free(data);
         return 0;
     }
     *payload = data;
-    *bytes = (size_t)h.payload_bytes;
+    *bytes = n;
     return 1;
 }
 
@@ -122,8 +150,10 @@ int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
         free(path);
         return 0;
     }
-    static _Thread_local unsigned counter;
-    snprintf(tmp, tn, "%s.tmp.%ld.%u", path, (long)getpid(), ++counter);
+    /* A name no other writer uses: other processes differ in pid, other threads of this
+     * one in the counter (a per-thread counter would repeat across threads). */
+    static atomic_uint counter;
+    snprintf(tmp, tn, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
     file_header h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, MAGIC, sizeof MAGIC);
@@ -141,8 +171,8 @@ int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
     else if (fd >= 0)
         close(fd);
     ok = ok && rename(tmp, path) == 0;
-    if (!ok)
-        unlink(tmp);
+    if (!ok && fd >= 0)
+        unlink(tmp); /* only a file this call created */
     free(tmp);
     free(path);
     return ok;

@@ -8,6 +8,11 @@
 /* 64-bit FNV-1a, continued from h (start with 0xcbf29ce484222325). */
 uint64_t attn__fnv1a(uint64_t h, const void *data, size_t n);
 
+/* Reads the cache file at `path` whatever its key: 1 with the (malloc'ed, terminated) key
+ * and payload when the file is whole and its checksum holds; 0 otherwise. For tools and
+ * tests that look at a cache file; the library loads through attn__jit_cache_load. */
+int attn__jit_cache_read(const char *path, char **key, void **payload, size_t *bytes);
+
 /* Loads the payload stored under `key` for `backend` in `dir`: 1 and a malloc'ed payload
  * when a whole, intact file with exactly this key exists; 0 otherwise (missing, damaged,
  * truncated, foreign — the caller rebuilds). */
