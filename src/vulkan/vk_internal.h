@@ -59,6 +59,10 @@ typedef struct attn_vk_device {
     attn_vk_buffer staging;  /* host-coherent bounce buffer for unmapped buffers */
     attn_vk_buffer dummy;    /* bound where a launch passes a NULL buffer */
     VkPipelineCache pipeline_cache;
+    /* Its copy on disk (vk_kernel.c): merged in before the first pipeline is created; the
+     * checksum of the data last read or written, so that unchanged data is not rewritten. */
+    int pipeline_cache_loaded;
+    uint64_t pipeline_cache_sum;
 } attn_vk_device;
 
 /* vk_backend.c */

@@ -1,13 +1,18 @@
 /* vk_kernel.c — the Vulkan backend's kernels: GLSL to SPIR-V with glslang's C interface,
- * compute pipelines, and launches (descriptor sets, the params block, windowed bindings
- * of buffers larger than maxStorageBufferRange, dispatches split to the device's limits). */
+ * the persistent cache of that SPIR-V and of the device's VkPipelineCache, compute
+ * pipelines, and launches (descriptor sets, the params block, windowed bindings of buffers
+ * larger than maxStorageBufferRange, dispatches split to the device's limits). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <glslang/Include/glslang_c_interface.h>
 #include <glslang/Public/resource_limits_c.h>
+#include <glslang/build_info.h>
 
+#include "core/context.h"
+#include "core/jit_cache.h"
 #include "vulkan/vk_internal.h"
 
 /* One SPIR-V module of a kernel: plain (every buffer fits one binding) or windowed. */
@@ -42,6 +47,11 @@ typedef struct attn_vk_kernel {
 
 /* ---- GLSL -> SPIR-V --------------------------------------------------------------------- */
 
+/* glslang's settings, named once: the SPIR-V cache key (attn_vk_spirv_key) records them. */
+#define ATTN_VK_GLSLANG_CLIENT GLSLANG_TARGET_VULKAN_1_1
+#define ATTN_VK_GLSLANG_SPV GLSLANG_TARGET_SPV_1_3
+#define ATTN_VK_GLSLANG_OPTIMIZE 1
+
 static pthread_once_t glslang_once = PTHREAD_ONCE_INIT;
 static int glslang_ready;
 
@@ -75,27 +85,23 @@ static char *attn_vk_appendf(char *s, const char *fmt, ...)
     return t;
 }
 
-/* Compiles `k`'s source with its preamble plus the window settings into SPIR-V words. */
-static attn_status attn_vk_to_spirv(attn_vk_device *d, const attn_vk_kernel *k, int windowed,
-                                    uint32_t **words, size_t *count)
+/* Compiles `k`'s source with `preamble` (its defines plus the window settings) into
+ * SPIR-V words. */
+static attn_status attn_vk_to_spirv(attn_vk_device *d, const attn_vk_kernel *k,
+                                    const char *preamble, uint32_t **words, size_t *count)
 {
     *words = NULL;
     *count = 0;
     pthread_once(&glslang_once, attn_vk_glslang_init);
     if (!glslang_ready)
         return attn__fail(d->ctx, ATTN_ERROR_JIT_FAILED, "glslang_initialize_process failed");
-    char *preamble = attn_vk_appendf(strdup(k->preamble), "#define ATTN_VK_WINDOWED %d\n"
-                                     "#define ATTN_VK_WIN_SHIFT %u\n", windowed,
-                                     (unsigned)d->win_shift);
-    if (!preamble)
-        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: shader preamble");
     const glslang_input_t input = {
         .language = GLSLANG_SOURCE_GLSL,
         .stage = GLSLANG_STAGE_COMPUTE,
         .client = GLSLANG_CLIENT_VULKAN,
-        .client_version = GLSLANG_TARGET_VULKAN_1_1,
+        .client_version = ATTN_VK_GLSLANG_CLIENT,
         .target_language = GLSLANG_TARGET_SPV,
-        .target_language_version = GLSLANG_TARGET_SPV_1_3,
+        .target_language_version = ATTN_VK_GLSLANG_SPV,
         .code = k->source,
         .default_version = 450,
         .default_profile = GLSLANG_NO_PROFILE,
@@ -107,10 +113,8 @@ static attn_status attn_vk_to_spirv(attn_vk_device *d, const attn_vk_kernel *k, 
     attn_status st = ATTN_OK;
     glslang_program_t *program = NULL;
     glslang_shader_t *shader = glslang_shader_create(&input);
-    if (!shader) {
-        free(preamble);
+    if (!shader)
         return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "glslang_shader_create failed");
-    }
     glslang_shader_set_preamble(shader, preamble);
     const char *stage = NULL;
     if (!glslang_shader_preprocess(shader, &input))
@@ -132,7 +136,8 @@ static attn_status attn_vk_to_spirv(attn_vk_device *d, const attn_vk_kernel *k, 
                         glslang_program_get_info_debug_log(program));
         goto done;
     }
-    glslang_spv_options_t opts = {.validate = false, .disable_optimizer = false};
+    glslang_spv_options_t opts = {.validate = false,
+                                  .disable_optimizer = !ATTN_VK_GLSLANG_OPTIMIZE};
     glslang_program_SPIRV_generate_with_options(program, GLSLANG_STAGE_COMPUTE, &opts);
     const char *msgs = glslang_program_SPIRV_get_messages(program);
     if (msgs && *msgs)
@@ -149,8 +154,178 @@ done:
     if (program)
         glslang_program_delete(program);
     glslang_shader_delete(shader);
-    free(preamble);
     return st;
+}
+
+/* ---- persistent cache ---------------------------------------------------------------------
+ * Two kinds of file in the context's cache directory (src/core/jit_cache.c: header, key,
+ * checksum, atomic writes). "vulkan-spirv": what glslang made of one kernel source with
+ * its defines, so a hit skips glslang (process initialisation included), most of a cold
+ * plan's cost. "vulkan-pipelines": the device's VkPipelineCache data, for drivers that
+ * keep compiled pipelines in it. Any file that fails a check is ignored and rewritten. */
+
+static double attn_vk_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec * 1e-6;
+}
+
+/* What every cache file of the device depends on: this library, the device, and its
+ * driver (pipelineCacheUUID changes whenever the driver's compiled code would; the driver
+ * name and info strings cover drivers that forget to change it). NULL: no disk cache. */
+static char *attn_vk_cache_key(const attn_vk_device *d, const char *kind)
+{
+    const attn_context *ctx = d->ctx;
+    if (!ctx->cache_dir)
+        return NULL;
+    const VkPhysicalDeviceProperties *p = &d->props;
+    char uuid[2 * VK_UUID_SIZE + 1];
+    for (unsigned i = 0; i < VK_UUID_SIZE; ++i)
+        snprintf(uuid + 2 * i, 3, "%02x", (unsigned)p->pipelineCacheUUID[i]);
+    return attn_vk_appendf(strdup(""),
+                           "attn %s|vulkan %s|vendor %04x|device %04x|driver %08x|uuid %s|"
+                           "%s|%s|%s",
+                           ATTN_VERSION_STRING, kind, (unsigned)p->vendorID,
+                           (unsigned)p->deviceID, (unsigned)p->driverVersion, uuid,
+                           p->deviceName, ctx->info.platform, ctx->info.driver_version);
+}
+
+/* The SPIR-V key adds the compiler and everything it reads: glslang's version and the
+ * options of attn_vk_to_spirv, the hash of the whole (include-expanded) source and the
+ * complete preamble — device capabilities, the planner's defines, the window settings. */
+static char *attn_vk_spirv_key(const attn_vk_device *d, const attn_vk_kernel *k,
+                               const char *preamble)
+{
+    char *key = attn_vk_cache_key(d, "spirv");
+    const uint64_t src = attn__fnv1a(0xcbf29ce484222325ull, k->source, strlen(k->source));
+    return attn_vk_appendf(key, "|glslang %d.%d.%d%s client %x spv %x opt %d|%s|"
+                           "src %016llx %zu|%s",
+                           GLSLANG_VERSION_MAJOR, GLSLANG_VERSION_MINOR, GLSLANG_VERSION_PATCH,
+                           GLSLANG_VERSION_FLAVOR, (unsigned)ATTN_VK_GLSLANG_CLIENT,
+                           (unsigned)ATTN_VK_GLSLANG_SPV, ATTN_VK_GLSLANG_OPTIMIZE, k->name,
+                           (unsigned long long)src, strlen(k->source), preamble);
+}
+
+/* A SPIR-V module at least in outline: whole words, the magic number, a header. */
+static int attn_vk_spirv_plausible(const void *data, size_t bytes)
+{
+    uint32_t magic;
+    if (bytes < 5 * sizeof magic || bytes % sizeof magic)
+        return 0;
+    memcpy(&magic, data, sizeof magic);
+    return magic == 0x07230203u;
+}
+
+/* Counts a kernel module loaded from disk in the context's statistics. */
+static void attn_vk_count_disk_hit(attn_vk_device *d)
+{
+    pthread_mutex_lock(&d->ctx->lock);
+    d->ctx->stats.disk_cache_hits++;
+    pthread_mutex_unlock(&d->ctx->lock);
+}
+
+/* Whether `data` is pipeline-cache data this device wrote: the header Vulkan defines
+ * (VkPipelineCacheHeaderVersionOne) with this device's vendor, device and UUID. Checked
+ * here because the checksum only proves the file is whole: data from another device or
+ * driver must never reach vkCreatePipelineCache, whatever the driver would do with it. */
+static int attn_vk_pipeline_data_ours(const attn_vk_device *d, const void *data, size_t bytes)
+{
+    VkPipelineCacheHeaderVersionOne h;
+    if (bytes < sizeof h)
+        return 0;
+    memcpy(&h, data, sizeof h);
+    return h.headerSize == sizeof h /* the only valid size for version one */ &&
+           h.headerVersion == VK_PIPELINE_CACHE_HEADER_VERSION_ONE &&
+           h.vendorID == d->props.vendorID && h.deviceID == d->props.deviceID &&
+           !memcmp(h.pipelineCacheUUID, d->props.pipelineCacheUUID, VK_UUID_SIZE);
+}
+
+/* Merges the pipeline-cache data on disk into the device's cache (lock held). Also used
+ * before each store, so pipelines another process or context stored since are kept. */
+static void attn_vk_pipeline_cache_merge(attn_vk_device *d, const char *key)
+{
+    void *data = NULL;
+    size_t bytes = 0;
+    if (!attn__jit_cache_load(d->ctx->cache_dir, "vulkan-pipelines", key, &data, &bytes))
+        return;
+    const uint64_t sum = attn__fnv1a(0xcbf29ce484222325ull, data, bytes);
+    if (sum == d->pipeline_cache_sum) {
+        free(data); /* what we last read or wrote: nothing new */
+        return;
+    }
+    if (!attn_vk_pipeline_data_ours(d, data, bytes)) {
+        attn__log(d->ctx, ATTN_LOG_DEBUG,
+                  "Vulkan: pipeline cache on disk is for another device or driver; ignored");
+        free(data);
+        return;
+    }
+    VkPipelineCacheCreateInfo ci = {
+        .sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO,
+        .initialDataSize = bytes,
+        .pInitialData = data,
+    };
+    VkPipelineCache disk = VK_NULL_HANDLE;
+    VkResult r = vkCreatePipelineCache(d->device, &ci, NULL, &disk);
+    if (r == VK_SUCCESS)
+        r = vkMergePipelineCaches(d->device, d->pipeline_cache, 1, &disk);
+    if (disk)
+        vkDestroyPipelineCache(d->device, disk, NULL);
+    if (r == VK_SUCCESS) {
+        d->pipeline_cache_sum = sum;
+        attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: pipeline cache loaded (%zu bytes)", bytes);
+    } else {
+        attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: pipeline cache on disk rejected (%s)",
+                  attn_vk_result_name(r));
+    }
+    free(data);
+}
+
+/* Before the first pipeline: the cache on disk, if any (lock held). */
+static void attn_vk_pipeline_cache_load(attn_vk_device *d)
+{
+    if (d->pipeline_cache_loaded)
+        return;
+    d->pipeline_cache_loaded = 1;
+    char *key = attn_vk_cache_key(d, "pipelines");
+    if (key)
+        attn_vk_pipeline_cache_merge(d, key);
+    free(key);
+}
+
+/* Writes the device's pipeline cache when it holds something the disk does not (lock
+ * held). Called right after a pipeline is created rather than when the device closes:
+ * pipelines are made at plan creation, which is already the slow moment, and the cache
+ * then survives a process that exits or crashes without destroying its context. */
+static void attn_vk_pipeline_cache_store(attn_vk_device *d)
+{
+    char *key = attn_vk_cache_key(d, "pipelines");
+    void *data = NULL;
+    for (int pass = 0; key && pass < 2; ++pass) {
+        size_t bytes = 0;
+        free(data);
+        data = NULL;
+        if (vkGetPipelineCacheData(d->device, d->pipeline_cache, &bytes, NULL) != VK_SUCCESS ||
+            !bytes || !(data = malloc(bytes)) ||
+            vkGetPipelineCacheData(d->device, d->pipeline_cache, &bytes, data) != VK_SUCCESS)
+            break; /* VK_INCOMPLETE too: the cache grew in between; the next store has it */
+        const uint64_t sum = attn__fnv1a(0xcbf29ce484222325ull, data, bytes);
+        /* Data we would refuse to load is not worth writing. */
+        if (sum == d->pipeline_cache_sum || !attn_vk_pipeline_data_ours(d, data, bytes))
+            break;
+        if (pass == 0) {
+            /* New pipelines: first take in what others stored since, then write the union. */
+            attn_vk_pipeline_cache_merge(d, key);
+            continue;
+        }
+        if (attn__jit_cache_store(d->ctx->cache_dir, "vulkan-pipelines", key, data, bytes))
+            d->pipeline_cache_sum = sum;
+        else
+            attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: could not write the pipeline cache in %s",
+                      d->ctx->cache_dir);
+    }
+    free(data);
+    free(key);
 }
 
 /* The descriptor bindings a module declares (OpDecorate Binding), sorted, and its
@@ -189,12 +364,55 @@ static void attn_vk_module_free(attn_vk_device *d, attn_vk_module *m)
     memset(m, 0, sizeof *m);
 }
 
+/* The SPIR-V of `k` (plain or windowed): from the disk cache, or from glslang and then
+ * stored. A cached module is trusted once its file passed the checks (whole, checksum,
+ * exactly this key, SPIR-V magic): it is then the very output glslang gave for this key. */
+static attn_status attn_vk_spirv(attn_vk_device *d, const attn_vk_kernel *k, int windowed,
+                                 uint32_t **words, size_t *count)
+{
+    char *preamble = attn_vk_appendf(strdup(k->preamble), "#define ATTN_VK_WINDOWED %d\n"
+                                     "#define ATTN_VK_WIN_SHIFT %u\n", windowed,
+                                     (unsigned)d->win_shift);
+    if (!preamble)
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: shader preamble");
+    const char *what = windowed ? " (windowed)" : "";
+    char *key = attn_vk_spirv_key(d, k, preamble);
+    void *data = NULL;
+    size_t bytes = 0;
+    if (key && attn__jit_cache_load(d->ctx->cache_dir, "vulkan-spirv", key, &data, &bytes)) {
+        if (attn_vk_spirv_plausible(data, bytes)) {
+            free(key);
+            free(preamble);
+            *words = data;
+            *count = bytes / sizeof **words;
+            attn_vk_count_disk_hit(d);
+            attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: %s.comp%s: SPIR-V from the disk cache",
+                      k->name, what);
+            return ATTN_OK;
+        }
+        free(data);
+    }
+    const double t0 = attn_vk_now_ms();
+    attn_status st = attn_vk_to_spirv(d, k, preamble, words, count);
+    if (st == ATTN_OK) {
+        attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: %s.comp%s: glslang %.1f ms", k->name, what,
+                  attn_vk_now_ms() - t0);
+        if (key && !attn__jit_cache_store(d->ctx->cache_dir, "vulkan-spirv", key, *words,
+                                          *count * sizeof **words))
+            attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: could not write the JIT cache in %s",
+                      d->ctx->cache_dir);
+    }
+    free(key);
+    free(preamble);
+    return st;
+}
+
 static attn_status attn_vk_module_make(attn_vk_device *d, attn_vk_kernel *k, int windowed)
 {
     attn_vk_module *m = &k->mod[windowed];
     uint32_t *words = NULL;
     size_t count = 0;
-    attn_status st = attn_vk_to_spirv(d, k, windowed, &words, &count);
+    attn_status st = attn_vk_spirv(d, k, windowed, &words, &count);
     if (st != ATTN_OK)
         return st;
     attn_vk_reflect(words, count, m);
@@ -283,14 +501,20 @@ static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, in
         },
         .layout = k->mod[windowed].layout,
     };
+    attn_vk_pipeline_cache_load(d);
     VkPipeline pipe = VK_NULL_HANDLE;
+    const double t0 = attn_vk_now_ms();
     VkResult r = vkCreateComputePipelines(d->device, d->pipeline_cache, 1, &ci, NULL, &pipe);
+    attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: %s%s pipeline (local %ux%ux%u): %.1f ms",
+              k->name, windowed ? " (windowed)" : "", local[0], local[1], local[2],
+              attn_vk_now_ms() - t0);
     if (r != VK_SUCCESS) {
         char what[96];
         snprintf(what, sizeof what, "for %s (local %ux%ux%u)", k->name, local[0], local[1],
                  local[2]);
         return attn_vk_fail(d, r, "vkCreateComputePipelines", what);
     }
+    attn_vk_pipeline_cache_store(d);
     attn_vk_pipeline *p = &k->pipes[k->num_pipes++];
     p->windowed = windowed;
     memcpy(p->local, local, sizeof p->local);
