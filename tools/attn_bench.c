@@ -1,8 +1,10 @@
 /* attn_bench.c — attn-bench: times one attention problem on a device through the public
- * API and, with --check, compares its output with the reference backend. */
-#ifndef _POSIX_C_SOURCE
-#define _POSIX_C_SOURCE 200809L /* clock_gettime */
-#endif
+ * API and, with --check, compares its output with the reference backend; --suite and
+ * --startup (attn_bench_suite.c, attn_bench_startup.c) measure a fixed set of problems
+ * against a clBLAST baseline, and the cold and warm start-up time. */
+#include "attn_bench_startup.h"
+#include "attn_bench_suite.h"
+#include "attn_bench_util.h"
 
 #include <attn/attn.h>
 
@@ -13,24 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-#define EXIT_USAGE 2
-
-/* Tolerances of DESIGN.md §7, relative to 1 + |ref|. */
-#define TOL_F32 1e-4
-#define TOL_F16 2e-3
 
 /* ---- options ---------------------------------------------------------------------------*/
-
-typedef struct bench_opts {
-    int64_t batch, heads, kv_heads, q_len, kv_len, head_dim, v_head_dim;
-    int64_t device, reps, warmup, budget, check_rows;
-    attn_dtype dtype;
-    attn_backend backend;
-    attn_kernel_family family;
-    bool causal, check, json, help, host;
-} bench_opts;
 
 /* An integer flag: where it goes, its range, and whether k/K (x1024) is accepted. */
 typedef struct int_flag {
@@ -40,34 +26,12 @@ typedef struct int_flag {
     bool suffix;
 } int_flag;
 
-/* A flag whose value is one of a few words. */
-typedef struct word_value {
-    const char *word;
-    int value;
-} word_value;
-
-static const word_value dtype_words[] = {
-    {"f32", ATTN_DTYPE_F32}, {"f16", ATTN_DTYPE_F16}, {NULL, 0}};
-static const word_value backend_words[] = {{"auto", ATTN_BACKEND_AUTO},
-                                           {"opencl", ATTN_BACKEND_OPENCL},
-                                           {"vulkan", ATTN_BACKEND_VULKAN},
-                                           {"reference", ATTN_BACKEND_REFERENCE},
-                                           {NULL, 0}};
-static const word_value family_words[] = {
-    {"auto", ATTN_FAMILY_AUTO}, {"cpu", ATTN_FAMILY_CPU}, {"gpu", ATTN_FAMILY_GPU}, {NULL, 0}};
-
-static const char *word_of(const word_value *table, int value)
-{
-    for (; table->word; table++)
-        if (table->value == value)
-            return table->word;
-    return "unknown";
-}
-
 static void usage(FILE *f)
 {
     fprintf(f,
             "usage: attn-bench [options]\n"
+            "       attn-bench --suite [--quick] [--max-seconds-per-row S] [device, measurement]\n"
+            "       attn-bench --startup [--trials N] [problem, device]\n"
             "Times attention O = softmax(Q K^T / sqrt(d)) V on one device.\n"
             "\n"
             "problem:\n"
@@ -82,7 +46,8 @@ static void usage(FILE *f)
             "  --causal          causal mask, aligned bottom-right\n"
             "device:\n"
             "  --backend B       auto | opencl | vulkan | reference (auto)\n"
-            "  --device N        device index within the backend; ignored with auto (0)\n"
+            "  --device N        device index within the backend; ignored with auto (0);\n"
+            "                    --suite and --startup: only that index (needs --backend)\n"
             "  --family F        kernel family: auto | cpu | gpu (auto)\n"
             "measurement:\n"
             "  --reps N          timed runs; the median is reported (5)\n"
@@ -94,6 +59,18 @@ static void usage(FILE *f)
             "  --host            Q/K/V/O in host memory: runs include the transfers, and the\n"
             "                    scheduler streams what does not fit the budget\n"
             "  --json            print one JSON object on stdout instead of text\n"
+            "suite (every OpenCL and Vulkan device unless --backend/--device say otherwise):\n"
+            "  --suite           prefill (1k and 4k tokens, d 64/128, 8 heads with 8 or 2 kv\n"
+            "                    heads, f32/f16, causal or not) and decode (q_len 1, 4k and 64k\n"
+            "                    cache, 32/8 heads, d 128, f16), each with the ratio to a clBLAST\n"
+            "                    GEMM + softmax baseline timed in the same run\n"
+            "  --quick           only the 1k prefill rows and the 4k decode row\n"
+            "  --max-seconds-per-row S  skip rows whose runs are estimated, from the rows already\n"
+            "                    measured on the device, to take longer than S s; 0 = no cap (60)\n"
+            "start-up:\n"
+            "  --startup         cold (empty caches) and warm time to create a context and a plan\n"
+            "                    for the problem (default: the main prefill), fresh processes\n"
+            "  --trials N        start-up trials; the median is reported (5)\n"
             "  --help            this text\n"
             "\n"
             "Options take their value as '--flag N' or '--flag=N'.\n"
@@ -151,10 +128,10 @@ static bool parse_word(const word_value *table, const char *s, int *out)
 static int parse_args(int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.batch = 1, .heads = 8, .kv_heads = -1, .q_len = 2048, .kv_len = -1,
-                      .head_dim = 64, .v_head_dim = -1, .device = 0, .reps = 5, .warmup = 1,
-                      .dtype = ATTN_DTYPE_F32, .backend = ATTN_BACKEND_AUTO,
-                      .family = ATTN_FAMILY_AUTO};
-    /* Lengths up to 2^31 keep visible_pairs() exact in 64 bits. */
+                      .head_dim = 64, .v_head_dim = -1, .device = -1, .reps = 5, .warmup = 1,
+                      .max_seconds_per_row = 60, .trials = 5, .dtype = ATTN_DTYPE_F32,
+                      .backend = ATTN_BACKEND_AUTO, .family = ATTN_FAMILY_AUTO};
+    /* Lengths up to 2^31 keep bench_visible_pairs() exact in 64 bits. */
     const int64_t len_max = INT64_C(1) << 31, count_max = INT64_C(1) << 20;
     const int_flag ints[] = {
         {"batch", &o->batch, 1, count_max, true},
@@ -169,12 +146,18 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         {"warmup", &o->warmup, 0, 1000000, false},
         {"budget", &o->budget, 0, INT64_MAX, true},
         {"check-rows", &o->check_rows, 0, len_max, false},
+        {"max-seconds-per-row", &o->max_seconds_per_row, 0, INT32_MAX, false},
+        {"trials", &o->trials, 1, 1000, false},
     };
+    /* --startup-child is not in the usage: --startup runs this program with it, one
+     * measurement per process (attn_bench_startup.c). */
     const struct {
         const char *name;
         bool *dst;
     } bools[] = {{"causal", &o->causal}, {"check", &o->check}, {"json", &o->json},
-                 {"help", &o->help}, {"host", &o->host}};
+                 {"help", &o->help}, {"host", &o->host}, {"suite", &o->suite},
+                 {"quick", &o->quick}, {"startup", &o->startup},
+                 {"startup-child", &o->startup_child}};
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -228,9 +211,9 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             return EXIT_USAGE;
         }
 
-        const word_value *words = !strcmp(name, "dtype")     ? dtype_words
-                                  : !strcmp(name, "backend") ? backend_words
-                                  : !strcmp(name, "family")  ? family_words
+        const word_value *words = !strcmp(name, "dtype")     ? bench_dtype_words
+                                  : !strcmp(name, "backend") ? bench_backend_words
+                                  : !strcmp(name, "family")  ? bench_family_words
                                                              : NULL;
         if (words) {
             int v;
@@ -245,9 +228,9 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                 fprintf(stderr, "Try 'attn-bench --help' for the list of options.\n");
                 return EXIT_USAGE;
             }
-            if (words == dtype_words)
+            if (words == bench_dtype_words)
                 o->dtype = (attn_dtype)v;
-            else if (words == backend_words)
+            else if (words == bench_backend_words)
                 o->backend = (attn_backend)v;
             else
                 o->family = (attn_kernel_family)v;
@@ -274,172 +257,35 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         o->kv_len = o->q_len;
     if (o->v_head_dim < 0)
         o->v_head_dim = o->head_dim;
+    if (o->suite && o->startup) {
+        usage_error("%s%s", "--suite and --startup are separate runs", "");
+        return EXIT_USAGE;
+    }
+    if ((o->suite || o->startup) && o->backend == ATTN_BACKEND_REFERENCE) {
+        usage_error("%s%s", "--suite and --startup measure OpenCL and Vulkan devices, not the ",
+                    "reference");
+        return EXIT_USAGE;
+    }
+    if ((o->suite || o->startup) && o->device >= 0 && o->backend == ATTN_BACKEND_AUTO) {
+        usage_error("%s%s", "with --suite or --startup, --device needs ",
+                    "--backend opencl or vulkan");
+        return EXIT_USAGE;
+    }
+    if (o->quick && !o->suite) {
+        usage_error("%s%s", "--quick is an option of --suite", "");
+        return EXIT_USAGE;
+    }
     return 0;
 }
 
-/* ---- small helpers ---------------------------------------------------------------------*/
-
-/* splitmix64: a fixed seed gives the same inputs on every machine and run. */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [-1, 1): 24 random bits, so every value is exact in f32. */
-static float rng_uniform(uint64_t *state)
-{
-    return (float)(rng_next(state) >> 40) * (2.0f / 16777216.0f) - 1.0f;
-}
-
-/* IEEE binary32 -> binary16, round to nearest, ties to even; overflow gives infinity. */
-static uint16_t half_from_float(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t exp = (x >> 23) & 0xffu, mant = x & 0x7fffffu;
-    if (exp == 0xffu) /* inf stays inf; NaN stays a (quiet) NaN */
-        return (uint16_t)(sign | 0x7c00u | (mant ? 0x200u | (mant >> 13) : 0u));
-    int e = (int)exp - 127 + 15;
-    if (e >= 31)
-        return (uint16_t)(sign | 0x7c00u);
-    if (e <= 0) { /* half subnormal (or zero): shift the full significand into place */
-        int shift = 14 - e;
-        if (shift > 24)
-            return sign;
-        mant |= 0x800000u;
-        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1u), tie = 1u << (shift - 1);
-        if (rem > tie || (rem == tie && (h & 1u)))
-            h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fffu;
-    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u)))
-        h++; /* a carry into the exponent is the right result, up to infinity */
-    return (uint16_t)(sign | h);
-}
-
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
-    if (exp == 0) {
-        float v = ldexpf((float)mant, -24);
-        return sign ? -v : v;
-    }
-    uint32_t x = sign | (mant << 13) | (exp == 31 ? 0x7f800000u : (exp + 112) << 23);
-    float f;
-    memcpy(&f, &x, sizeof f);
-    return f;
-}
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
-}
-
-/* a * b into *out unless it overflows size_t. */
-static bool mul_size(size_t a, size_t b, size_t *out)
-{
-    if (a && b > SIZE_MAX / a)
-        return false;
-    *out = a * b;
-    return true;
-}
-
-/* The element count of a [a, b, c, d] tensor (all positive) unless it overflows size_t. */
-static bool count4(int64_t a, int64_t b, int64_t c, int64_t d, size_t *out)
-{
-    const int64_t dims[4] = {a, b, c, d};
-    size_t n = 1;
-    for (int i = 0; i < 4; i++)
-        if ((uint64_t)dims[i] > SIZE_MAX || !mul_size(n, (size_t)dims[i], &n))
-            return false;
-    *out = n;
-    return true;
-}
-
-/* Number of (i, j) pairs a problem computes: all of them without a mask; with causal,
- * query i sees keys j <= i + kv_len - q_len (bottom-right alignment), clipped to
- * [0, kv_len). Exact for lengths up to 2^31 (the total stays below 2^62). */
-static uint64_t visible_pairs(int64_t q_len, int64_t kv_len, bool causal)
-{
-    if (!causal)
-        return (uint64_t)q_len * (uint64_t)kv_len;
-    /* Row i sees i + off + 1 keys: none for i < -off, then a ramp 1, 2, ... that the
-     * last row, i = q_len - 1, always ends at exactly kv_len. */
-    const int64_t off = kv_len - q_len;
-    const int64_t first = off < 0 ? -off : 0; /* first row that sees a key */
-    if (first > q_len - 1)
-        return 0;
-    const uint64_t lo = (uint64_t)(first + off + 1), hi = (uint64_t)kv_len;
-    const uint64_t rows = hi - lo + 1; /* = q_len - first */
-    /* lo + ... + hi; one of (lo + hi), rows is even. */
-    return (lo + hi) % 2 == 0 ? (lo + hi) / 2 * rows : (lo + hi) * (rows / 2);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static const char *device_type_name(attn_device_type t)
-{
-    switch (t) {
-    case ATTN_DEVICE_CPU: return "cpu";
-    case ATTN_DEVICE_INTEGRATED_GPU: return "integrated gpu";
-    case ATTN_DEVICE_DISCRETE_GPU: return "discrete gpu";
-    default: return "other";
-    }
-}
-
-/* Prints a failing call's status and the library's detail; returns the exit status. */
-static int fail(const char *what, attn_status s)
-{
-    const char *detail = attn_last_detail();
-    fprintf(stderr, "attn-bench: %s failed: %s: %s\n", what, attn_status_name(s),
-            attn_status_string(s));
-    if (detail && *detail)
-        fprintf(stderr, "  detail: %s\n", detail);
-    return 1;
-}
+/* ---- the benchmark ---------------------------------------------------------------------*/
 
 #define TRY(what, call)                                                                        \
     do {                                                                                       \
         attn_status s_ = (call);                                                               \
         if (s_ != ATTN_OK)                                                                     \
-            return fail(what, s_);                                                             \
+            return bench_fail(what, s_);                                                       \
     } while (0)
-
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
-/* A finite number, or null: JSON has no inf or NaN. */
-static void json_number(FILE *f, double v)
-{
-    if (isfinite(v))
-        fprintf(f, "%.9g", v);
-    else
-        fputs("null", f);
-}
-
-/* ---- the benchmark ---------------------------------------------------------------------*/
 
 /* Everything that must be freed, whichever way the run ends. */
 typedef struct bench {
@@ -468,28 +314,6 @@ static void bench_free(bench *b)
     free(b->times);
 }
 
-/* Allocates n elements of storage `dtype` filled from the generator. */
-static void *make_input(size_t n, attn_dtype dtype, uint64_t *rng)
-{
-    if (dtype == ATTN_DTYPE_F16) {
-        uint16_t *p = malloc(n ? n * sizeof *p : 1);
-        for (size_t i = 0; p && i < n; i++)
-            p[i] = half_from_float(rng_uniform(rng));
-        return p;
-    }
-    float *p = malloc(n ? n * sizeof *p : 1);
-    for (size_t i = 0; p && i < n; i++)
-        p[i] = rng_uniform(rng);
-    return p;
-}
-
-static double element(const void *p, attn_dtype dtype, size_t i)
-{
-    if (dtype == ATTN_DTYPE_F16)
-        return half_to_float(((const uint16_t *)p)[i]);
-    return ((const float *)p)[i];
-}
-
 /* Results of the check; checked = false when --check was not given. max_err and
  * worst_ratio cover the finite outputs; nonfinite counts NaN/inf ones (any fails). */
 typedef struct check_result {
@@ -505,11 +329,12 @@ static int run(const bench_opts *o, bench *b)
     const size_t esize = dt == ATTN_DTYPE_F16 ? 2 : 4;
 
     size_t nq, nk, nv, no, bq, bk, bv, bo;
-    if (!count4(o->batch, o->q_len, o->heads, o->head_dim, &nq) ||
-        !count4(o->batch, o->kv_len, o->kv_heads, o->head_dim, &nk) ||
-        !count4(o->batch, o->kv_len, o->kv_heads, o->v_head_dim, &nv) ||
-        !count4(o->batch, o->q_len, o->heads, o->v_head_dim, &no) || !mul_size(nq, esize, &bq) ||
-        !mul_size(nk, esize, &bk) || !mul_size(nv, esize, &bv) || !mul_size(no, esize, &bo)) {
+    if (!bench_count4(o->batch, o->q_len, o->heads, o->head_dim, &nq) ||
+        !bench_count4(o->batch, o->kv_len, o->kv_heads, o->head_dim, &nk) ||
+        !bench_count4(o->batch, o->kv_len, o->kv_heads, o->v_head_dim, &nv) ||
+        !bench_count4(o->batch, o->q_len, o->heads, o->v_head_dim, &no) ||
+        !bench_mul_size(nq, esize, &bq) || !bench_mul_size(nk, esize, &bk) ||
+        !bench_mul_size(nv, esize, &bv) || !bench_mul_size(no, esize, &bo)) {
         fprintf(stderr, "attn-bench: the problem is too large for this machine's address space\n");
         return EXIT_USAGE;
     }
@@ -517,7 +342,7 @@ static int run(const bench_opts *o, bench *b)
     /* Context and device. */
     attn_context_params cp = ATTN_CONTEXT_PARAMS_INIT;
     cp.backend = o->backend;
-    cp.device_index = (uint32_t)o->device;
+    cp.device_index = (uint32_t)(o->device < 0 ? 0 : o->device);
     cp.kernel_family = o->family;
     cp.memory_budget = (uint64_t)o->budget;
     TRY("attn_context_create", attn_context_create(&cp, &b->ctx));
@@ -526,12 +351,12 @@ static int run(const bench_opts *o, bench *b)
     if (text) {
         printf("attn-bench %s\n", attn_version_string());
         printf("device:   %s (%s #%" PRIu32 ", %s; %s)\n", dev.name,
-               word_of(backend_words, dev.backend), dev.index, device_type_name(dev.type),
-               dev.api_version);
+               bench_word_of(bench_backend_words, dev.backend), dev.index,
+               bench_device_type_name(dev.type), dev.api_version);
         printf("problem:  batch %" PRId64 ", heads %" PRId64 " (kv %" PRId64 "), q_len %" PRId64
                ", kv_len %" PRId64 ", head_dim %" PRId64 ", v_head_dim %" PRId64 ", %s, %s\n",
                o->batch, o->heads, o->kv_heads, o->q_len, o->kv_len, o->head_dim, o->v_head_dim,
-               word_of(dtype_words, dt), o->causal ? "causal" : "non-causal");
+               bench_word_of(bench_dtype_words, dt), o->causal ? "causal" : "non-causal");
         fflush(stdout);
     }
 
@@ -546,9 +371,9 @@ static int run(const bench_opts *o, bench *b)
 
     /* Inputs: one generator, Q then K then V, so a shape always gets the same values. */
     uint64_t rng = UINT64_C(0x5eed0a77e2024);
-    b->q = make_input(nq, dt, &rng);
-    b->k = make_input(nk, dt, &rng);
-    b->v = make_input(nv, dt, &rng);
+    b->q = bench_make_input(nq, dt, &rng);
+    b->k = bench_make_input(nk, dt, &rng);
+    b->v = bench_make_input(nv, dt, &rng);
     b->o = malloc(bo ? bo : 1);
     if (!b->q || !b->k || !b->v || !b->o) {
         fprintf(stderr, "attn-bench: out of host memory for the inputs and output\n");
@@ -571,16 +396,16 @@ static int run(const bench_opts *o, bench *b)
     desc.dtype = dt;
     desc.causal = o->causal;
 
-    double t0 = now_ms();
+    double t0 = bench_now_ms();
     TRY("attn_plan_create", attn_plan_create(b->ctx, &desc, &b->plan));
-    double plan_ms = now_ms() - t0;
+    double plan_ms = bench_now_ms() - t0;
     attn_plan_info info = {.struct_size = sizeof info};
     TRY("attn_plan_get_info", attn_plan_get_info(b->plan, &info));
     if (text) {
         printf("plan:     family %s, block_m %" PRIu32 ", block_n %" PRIu32 ", vec_width %" PRIu32
                ", work_group %" PRIu32 ", kernel %s\n",
-               word_of(family_words, info.family), info.block_m, info.block_n, info.vec_width,
-               info.work_group_size, info.kernel);
+               bench_word_of(bench_family_words, info.family), info.block_m, info.block_n,
+               info.vec_width, info.work_group_size, info.kernel);
         printf("plan+JIT: %.1f ms\n", plan_ms);
         if (info.scheduled)
             printf("schedule: segments of %" PRIu32 " rows x chunks of %" PRIu32
@@ -609,16 +434,14 @@ static int run(const bench_opts *o, bench *b)
         return 1;
     }
     for (int64_t i = 0; i < o->reps; i++) {
-        t0 = now_ms();
+        t0 = bench_now_ms();
         TRY("attn_plan_run", attn_plan_run(b->plan, &args));
-        b->times[i] = now_ms() - t0;
+        b->times[i] = bench_now_ms() - t0;
     }
-    qsort(b->times, (size_t)o->reps, sizeof *b->times, cmp_double);
-    size_t mid = (size_t)o->reps / 2;
-    double ms_median = o->reps % 2 ? b->times[mid] : 0.5 * (b->times[mid - 1] + b->times[mid]);
-    double ms_min = b->times[0];
+    double ms_median = bench_median(b->times, (size_t)o->reps);
+    double ms_min = b->times[0]; /* bench_median sorted them */
     double flops = 2.0 * (double)o->batch * (double)o->heads *
-                   (double)visible_pairs(o->q_len, o->kv_len, o->causal) *
+                   (double)bench_visible_pairs(o->q_len, o->kv_len, o->causal) *
                    (double)(o->head_dim + o->v_head_dim);
     double gflops = ms_median > 0 ? flops / (ms_median * 1e6) : NAN;
 
@@ -714,7 +537,7 @@ static int run(const bench_opts *o, bench *b)
                 if (!sampled)
                     continue;
             }
-            double got = element(b->o, dt, i), ref = element(b->o_ref, dt, i);
+            double got = bench_element(b->o, dt, i), ref = bench_element(b->o_ref, dt, i);
             double err = fabs(got - ref), ratio = err / (1.0 + fabs(ref));
             if (!isfinite(got) || !isfinite(ref)) {
                 chk.nonfinite++;
@@ -738,44 +561,44 @@ static int run(const bench_opts *o, bench *b)
     if (o->json) {
         FILE *f = stdout;
         fputs("{\"device\": ", f);
-        json_string(f, dev.name);
+        bench_json_string(f, dev.name);
         fputs(", \"backend\": ", f);
-        json_string(f, word_of(backend_words, dev.backend));
+        bench_json_string(f, bench_word_of(bench_backend_words, dev.backend));
         fprintf(f, ", \"device_index\": %" PRIu32 ", \"device_type\": ", dev.index);
-        json_string(f, device_type_name(dev.type));
+        bench_json_string(f, bench_device_type_name(dev.type));
         fputs(", \"api_version\": ", f);
-        json_string(f, dev.api_version);
+        bench_json_string(f, dev.api_version);
         fputs(", \"version\": ", f);
-        json_string(f, attn_version_string());
+        bench_json_string(f, attn_version_string());
         fprintf(f,
                 ", \"batch\": %" PRId64 ", \"heads\": %" PRId64 ", \"kv_heads\": %" PRId64
                 ", \"q_len\": %" PRId64 ", \"kv_len\": %" PRId64 ", \"head_dim\": %" PRId64
                 ", \"v_head_dim\": %" PRId64 ", \"dtype\": \"%s\", \"causal\": %s",
                 o->batch, o->heads, o->kv_heads, o->q_len, o->kv_len, o->head_dim, o->v_head_dim,
-                word_of(dtype_words, dt), o->causal ? "true" : "false");
+                bench_word_of(bench_dtype_words, dt), o->causal ? "true" : "false");
         fprintf(f,
                 ", \"family\": \"%s\", \"block_m\": %" PRIu32 ", \"block_n\": %" PRIu32
                 ", \"vec_width\": %" PRIu32 ", \"work_group_size\": %" PRIu32 ", \"kernel\": ",
-                word_of(family_words, info.family), info.block_m, info.block_n, info.vec_width,
-                info.work_group_size);
-        json_string(f, info.kernel);
+                bench_word_of(bench_family_words, info.family), info.block_m, info.block_n,
+                info.vec_width, info.work_group_size);
+        bench_json_string(f, info.kernel);
         fprintf(f, ", \"reps\": %" PRId64 ", \"warmup\": %" PRId64 ", \"plan_ms\": ", o->reps,
                 o->warmup);
-        json_number(f, plan_ms);
+        bench_json_number(f, plan_ms);
         fputs(", \"ms_median\": ", f);
-        json_number(f, ms_median);
+        bench_json_number(f, ms_median);
         fputs(", \"ms_min\": ", f);
-        json_number(f, ms_min);
+        bench_json_number(f, ms_min);
         fputs(", \"flops\": ", f);
-        json_number(f, flops);
+        bench_json_number(f, flops);
         fputs(", \"gflops\": ", f);
-        json_number(f, gflops);
+        bench_json_number(f, gflops);
         fputs(", \"max_err\": ", f);
-        json_number(f, chk.checked ? chk.max_err : NAN);
+        bench_json_number(f, chk.checked ? chk.max_err : NAN);
         fputs(", \"max_err_ratio\": ", f);
-        json_number(f, chk.checked ? chk.worst_ratio : NAN);
+        bench_json_number(f, chk.checked ? chk.worst_ratio : NAN);
         fputs(", \"tolerance\": ", f);
-        json_number(f, chk.checked ? chk.tolerance : NAN);
+        bench_json_number(f, chk.checked ? chk.tolerance : NAN);
         fprintf(f, ", \"nonfinite\": %zu", chk.nonfinite);
         fprintf(f, ", \"check\": %s", !chk.checked ? "null" : chk.pass ? "\"pass\"" : "\"fail\"");
         fprintf(f,
@@ -801,6 +624,12 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (opts.startup_child)
+        return bench_startup_child(&opts);
+    if (opts.startup)
+        return bench_startup(&opts, argv[0]);
+    if (opts.suite)
+        return bench_suite(&opts);
     bench b = {0};
     rc = run(&opts, &b);
     bench_free(&b);
