@@ -64,6 +64,12 @@ typedef struct row_result {
     double max_err, worst_ratio;
 } row_result;
 
+/* The slowest rate of the rows of one kind measured so far: it predicts the next ones. */
+typedef struct rate {
+    double spf;     /* seconds per FLOP; 0 = none measured yet */
+    char from[112]; /* "x GFLOP/s on <row>" */
+} rate;
+
 typedef struct suite_device {
     attn_device_info info;
     attn_context *ctx;
@@ -71,8 +77,7 @@ typedef struct suite_device {
     bench_cl *base_cl;        /* where the baseline runs: cl, or the same hardware's */
     uint32_t base_index;      /* OpenCL index of base_cl */
     char base_why[BENCH_ERR]; /* no baseline: why */
-    double spf[2];            /* [decode]: slowest seconds per FLOP of attn + baseline runs */
-    char spf_row[2][112];     /* the rate and the row it was measured on */
+    rate attn_rate[2], base_rate[2]; /* [decode] */
 } suite_device;
 
 typedef struct suite {
@@ -130,6 +135,22 @@ static int64_t same_hardware(const attn_device_info *vk, uint32_t num_cl)
 }
 
 /* ---- one row ---------------------------------------------------------------------------*/
+
+static void rate_update(rate *rt, double ms, double flops, const suite_row *r)
+{
+    const double spf = ms * 1e-3 / flops;
+    if (spf <= rt->spf)
+        return;
+    rt->spf = spf;
+    char label[64];
+    row_label(r, label, sizeof label);
+    size_t k = 0; /* the label without its column padding */
+    for (size_t i = 0; label[i]; i++)
+        if (label[i] != ' ' || (k > 0 && label[k - 1] != ' '))
+            label[k++] = label[i];
+    label[k > 0 && label[k - 1] == ' ' ? k - 1 : k] = '\0';
+    snprintf(rt->from, sizeof rt->from, "%.3g GFLOP/s on %s", 1e-9 / spf, label);
+}
 
 /* Everything a row allocates. */
 typedef struct row_work {
@@ -237,13 +258,16 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
         snprintf(res->skipped, sizeof res->skipped, "--quick");
         return;
     }
+    /* attn first: a row whose baseline alone would exceed the cap keeps its attn time. */
     const double cap_ms = (double)o->max_seconds_per_row * 1e3;
     const double runs = (double)(o->warmup + o->reps);
-    const double est_ms = res->flops * dv->spf[r->decode] * runs * 1e3;
+    const rate *ar = &dv->attn_rate[r->decode], *br = &dv->base_rate[r->decode];
+    const double est_ms = res->flops * ar->spf * runs * 1e3;
+    const double est_base_ms = res->gemm_flops * br->spf * runs * 1e3;
     if (cap_ms > 0 && est_ms > cap_ms) {
         snprintf(res->skipped, sizeof res->skipped,
-                 "estimated %.0f s > --max-seconds-per-row %" PRId64 " (rate of %s)",
-                 est_ms * 1e-3, o->max_seconds_per_row, dv->spf_row[r->decode]);
+                 "estimated %.0f s > --max-seconds-per-row %" PRId64 " (rate %s)",
+                 est_ms * 1e-3, o->max_seconds_per_row, ar->from);
         return;
     }
 
@@ -279,9 +303,15 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
      * OpenCL device that is the same hardware, with the same inputs. */
     char err[BENCH_ERR] = "";
     bool base = dv->base_cl != NULL;
-    if (!base)
+    if (!base) {
         snprintf(res->base_note, sizeof res->base_note, "%s", dv->base_why);
-    else if (w.attn_problem)
+    } else if (cap_ms > 0 && est_ms + est_base_ms > cap_ms) {
+        snprintf(res->base_note, sizeof res->base_note,
+                 "baseline skipped: estimated %.0f s with it > %" PRId64 " s; baseline %s",
+                 (est_ms + est_base_ms) * 1e-3, o->max_seconds_per_row, br->from);
+        st->any_skipped = true;
+        base = false;
+    } else if (w.attn_problem)
         w.base_problem = w.attn_problem;
     else if (bench_cl_problem_create(dv->base_cl, s, w.q, w.k, w.v, &w.base_problem, err)) {
         snprintf(res->base_note, sizeof res->base_note, "%s", err);
@@ -360,15 +390,9 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
         st->converted_f16 |= s->dtype == ATTN_DTYPE_F16 && !bench_cl_has_fp16(dv->base_cl);
     }
 
-    /* The slowest rate so far predicts the next rows of this kind. */
-    const double spf = (res->ms + (base ? res->base.total_ms : 0)) * 1e-3 / res->flops;
-    if (spf > dv->spf[r->decode]) {
-        dv->spf[r->decode] = spf;
-        char label[64];
-        row_label(r, label, sizeof label);
-        snprintf(dv->spf_row[r->decode], sizeof dv->spf_row[0], "%.3g GFLOP/s on %s",
-                 1e-9 / spf, label);
-    }
+    rate_update(&dv->attn_rate[r->decode], res->ms, res->flops, r);
+    if (base)
+        rate_update(&dv->base_rate[r->decode], res->base.total_ms, res->gemm_flops, r);
     row_work_free(&w);
 }
 
@@ -544,10 +568,11 @@ static void text_notes(const suite *st)
                "  converts Q, K, V to f32 on the device, runs SGEMM and converts O back to f16;\n"
                "  the conversions are included in its time.\n");
     if (st->any_skipped)
-        printf("skipped rows: --max-seconds-per-row %" PRId64 " caps the estimated time of a row's"
-               " timed runs\n  (attn and baseline, warm-up included), estimated from the slowest"
-               " rate of the rows\n  of the same kind already measured on that device; --quick"
-               " keeps only the short rows.\n",
+        printf("skipped: --max-seconds-per-row %" PRId64 " caps a row's runs (warm-up included),\n"
+               "  estimated from the slowest rate of the rows of the same kind already measured\n"
+               "  on that device: first attn's, then with the baseline's (skipped alone when attn\n"
+               "  fits); the first row of a kind always runs, its reps stopped at the cap.\n"
+               "  --quick keeps only the short rows.\n",
                o->max_seconds_per_row);
 }
 
