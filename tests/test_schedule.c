@@ -12,8 +12,10 @@
 #include "core/problem.h"
 #include "test_util.h"
 
-/* Device contexts for the scheduler: every OpenCL device (the Vulkan shaders of the
- * scheduler's merge step are not written yet; see the README's limits). */
+/* Device contexts for the scheduler: devices 0 .. device_count() - 1 are the OpenCL ones,
+ * which every test runs on; the decode tests also run on the Vulkan
+ * devices, numbered after them up to all_device_count() - 1 (the long budget tests would
+ * take minutes on llvmpipe; tests/test_vulkan.c runs the scheduler there on its own). */
 static int device_count(void)
 {
     uint32_t n = 0;
@@ -21,11 +23,23 @@ static int device_count(void)
     return (int)n;
 }
 
+static int all_device_count(void)
+{
+    uint32_t n = 0;
+    attn_device_count(ATTN_BACKEND_VULKAN, &n);
+    return device_count() + (int)n;
+}
+
+static attn_backend device_backend(int index)
+{
+    return index < device_count() ? ATTN_BACKEND_OPENCL : ATTN_BACKEND_VULKAN;
+}
+
 static attn_context *device_ctx(int index, attn_kernel_family fam, uint64_t budget)
 {
     attn_context_params p = ATTN_CONTEXT_PARAMS_INIT;
-    p.backend = ATTN_BACKEND_OPENCL;
-    p.device_index = (uint32_t)index;
+    p.backend = device_backend(index);
+    p.device_index = (uint32_t)(index < device_count() ? index : index - device_count());
     p.kernel_family = fam;
     p.memory_budget = budget;
     attn_context *ctx = NULL;
@@ -249,8 +263,8 @@ static void run_mixed(int dev, attn_kernel_family fam, attn_dtype dt, attn_mask_
     char msg[256];
     int ok = tu_compare(got, want, no, tu_tolerance(dt), &res);
     tu_compare_describe(&res, msg, sizeof msg);
-    ck_assert_msg(ok, "fam %d dt %d mask %d buffers %d budget %llu (segments %u, chunks %u): %s",
-                  (int)fam, (int)dt, (int)mk, buffers, (unsigned long long)budget,
+    ck_assert_msg(ok, "%s fam %d dt %d mask %d buffers %d budget %llu (segments %u, chunks %u): %s",
+                  tu_backend_name(device_backend(dev)), (int)fam, (int)dt, (int)mk, buffers, (unsigned long long)budget,
                   info.segment_rows, info.chunk_keys, msg);
     ok = tu_compare(l, l_ref, nl, 1e-4, &res);
     tu_compare_describe(&res, msg, sizeof msg);
@@ -519,7 +533,7 @@ static void decode_loop(int dev, int host_resident, uint64_t budget)
 
 START_TEST(test_kv_cache_decode)
 {
-    for (int dev = 0; dev < device_count(); ++dev) {
+    for (int dev = 0; dev < all_device_count(); ++dev) {
         decode_loop(dev, 0, 0);
         decode_loop(dev, 1, 24 << 10);
     }
@@ -580,7 +594,9 @@ static void run_decode_case(int dev, const decode_case *c)
         ck_assert_int_eq(attn_plan_create(ref, &d, &rplan), ATTN_OK);
         attn_plan_info info = info_blank();
         attn_plan_get_info(plan, &info);
-        ck_assert_str_eq(info.kernel, "attn_decode.cl");
+        ck_assert_str_eq(info.kernel, device_backend(dev) == ATTN_BACKEND_OPENCL
+                                          ? "attn_decode.cl" : "attn_decode.comp");
+        ck_assert_int_eq(info.scheduled, 0);
         a.o = attn_tensor_host(c->dt, c->B, c->Sq, c->H, c->Dv, oref);
         if (c->lse)
             a.lse = attn_tensor_host(ATTN_DTYPE_F32, c->B, c->H, c->Sq, 1, lref);
@@ -598,8 +614,8 @@ static void run_decode_case(int dev, const decode_case *c)
         char msg[256];
         int ok = tu_compare(got, want, no, tu_tolerance(c->dt), &res);
         tu_compare_describe(&res, msg, sizeof msg);
-        ck_assert_msg(ok, "decode B%lld H%lld/%lld Sq%lld Sk%lld D%lld/%lld family %d: %s",
-                      (long long)c->B, (long long)c->H, (long long)c->Hk, (long long)c->Sq,
+        ck_assert_msg(ok, "%s: decode B%lld H%lld/%lld Sq%lld Sk%lld D%lld/%lld family %d: %s",
+                      tu_backend_name(device_backend(dev)), (long long)c->B, (long long)c->H, (long long)c->Hk, (long long)c->Sq,
                       (long long)c->Sk, (long long)c->D, (long long)c->Dv, fam, msg);
         if (c->lse) {
             ok = tu_compare(l, lref, nl, 1e-4, &res);
@@ -623,7 +639,7 @@ START_TEST(test_decode_split)
         {4, 32, 8, 1, 4096, 128, 128, ATTN_DTYPE_F16, 0, 1, 1, ATTN_MASK_NONE},
         {1, 2, 2, 3, 200, 256, 256, ATTN_DTYPE_F32, 1, 0, 1, ATTN_MASK_NONE},
     };
-    for (int dev = 0; dev < device_count(); ++dev)
+    for (int dev = 0; dev < all_device_count(); ++dev)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i)
             run_decode_case(dev, &cases[i]);
 }

@@ -1,14 +1,30 @@
 #version 450
-/* attn_decode.comp — decode (split-KV); mirrors attn_decode in shaders/opencl/attn_decode.cl.
- * The keys of each (batch, kv head) are split into num_splits ranges, one invocation
- * each; every invocation owns all the rows of its kv head (q_len x heads of the group, at
- * most MAX_ROWS), reads K and V once from their storage and writes a partial result
- * (normalised O and log-sum-exp) that attn_decode_merge.comp combines exactly.
+/* attn_decode.comp — decode (split-KV) for Vulkan: few query rows over many keys. The
+ * keys of each (batch, kv head) are split into ranges of split_len keys, one work-group
+ * each; inside a range, invocation t of LANES takes keys t, t + LANES, t + 2 * LANES, ...
+ * and runs its own online softmax over them for all ROWS rows of the kv head (q_len x
+ * heads of the group). Every invocation writes its partial result (normalised O and
+ * log-sum-exp) as one of num_splits partials; attn_decode_merge.comp combines them
+ * exactly. K and V are read where they are (no packing pass).
+ *
+ * Why this shape (same algorithm as shaders/opencl/attn_decode.cl, another layout):
+ *   - llvmpipe ends every loop of an invocation once the invocation has run 65535 loop
+ *     iterations in all, silently (quirk max_loop_iterations, src/core/quirks.c); the
+ *     first version of this shader looped over head_dim per key and row, so a range of a
+ *     few hundred keys at head_dim 64 ran past the cap and left its partials unwritten.
+ *     Here every loop over rows, dims and the keys of a block is unrolled (compile-time
+ *     bounds: ROWS, HEAD_DIM, V_HEAD_DIM, KB), so the one dynamic loop is over blocks of
+ *     LANES * KB keys and one invocation may cover about 65535 * KB keys per launch;
+ *   - lanes never exchange data (no shared memory, no barriers, no subgroup operations),
+ *     and each lane's arithmetic is useful: on llvmpipe the LANES invocations are the
+ *     lanes of one vector, each with its own key;
+ *   - K/V rows load as vec4s where the layout allows (KV_VEC: unit element stride,
+ *     offsets that are multiples of 4): llvmpipe pays a loop over the lanes per load
+ *     instruction, whatever its width.
  * Buffers: 0 q, 1 k, 2 v, 3 mask, 4 kv_lens, 5 opart, 6 lpart.
- * Launch: groups (num_splits, num_kv_heads, batch), local (1, 1, 1).
- * Partials: O [batch][kv_heads][splits][rows][V_HEAD_DIM], lse [..][splits][rows], f32.
- * NOT EMBEDDED YET (meson.build): wrong results on llvmpipe for head_dim != 32, cause not
- * found; the planner falls back to the prefill kernels while the JIT does not find it. */
+ * Launch: groups (num_splits / LANES, num_kv_heads, batch), local (LANES, 1, 1).
+ * Partials: O [batch][kv_heads][num_splits][ROWS][V_HEAD_DIM], lse [..][num_splits][ROWS],
+ * f32, natural log; partial index = group * LANES + lane. */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
 #include "attn_common.glsl"
@@ -19,26 +35,65 @@
 #ifndef V_HEAD_DIM
 #define V_HEAD_DIM HEAD_DIM
 #endif
-#ifndef MAX_ROWS
-#define MAX_ROWS 16
+#ifndef ROWS
+#define ROWS 4 /* query rows per kv head: q_len * num_heads / num_kv_heads, exactly */
 #endif
+#ifndef LANES
+#define LANES 8 /* invocations per group, each a partial */
+#endif
+#ifndef KB
+#define KB 4 /* keys per invocation per block: one rescale of O per block */
+#endif
+#define NQ4 ((HEAD_DIM + 3) / 4)
+#define NV4 ((V_HEAD_DIM + 3) / 4)
 
-layout(local_size_x = 1, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
+layout(local_size_x = LANES, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
 
-ATTN_STORE_RO(0, q)
+#ifndef KV_VEC
+#define KV_VEC (HEAD_DIM % 4 == 0 && V_HEAD_DIM % 4 == 0)
+#endif
+#if KV_VEC
+/* K and V rows as 4-element words (vec4, f16vec4, or 4 packed halves in a uvec2): the
+ * planner picks this variant when both have unit element stride and offsets that are
+ * multiples of 4. (A run-time switch would not do: llvmpipe runs both sides of a branch.) */
+#if !STORAGE_F16
+ATTN_BUF_RO(1, vec4, vec4, 4, k4)
+ATTN_BUF_RO(2, vec4, vec4, 4, v4)
+#define ATTN_V4(x) (x)
+#elif ATTN_VK_F16
+ATTN_BUF_RO(1, f16vec4, vec4, 3, k4)
+ATTN_BUF_RO(2, f16vec4, vec4, 3, v4)
+#define ATTN_V4(x) (x)
+#else
+ATTN_BUF_RO(1, uvec2, uvec2, 3, k4)
+ATTN_BUF_RO(2, uvec2, uvec2, 3, v4)
+#define ATTN_V4(w) vec4(unpackHalf2x16((w).x), unpackHalf2x16((w).y))
+#endif
+#else
 ATTN_STORE_RO(1, k)
 ATTN_STORE_RO(2, v)
+#endif
+ATTN_STORE_RO(0, q)
 ATTN_MASK_RO(3)
 ATTN_BUF_RO(4, int, int, 2, kv_lens)
 ATTN_BUF_WO(5, float, float, 2, opart)
 ATTN_BUF_WO(6, float, float, 2, lpart)
 
+/* Row `base` of K or V as NQ4 / NV4 vec4s, zero-padded. */
+#define ATTN_ROW(dst, n4, dim, name, base, s3)                                               \
+    [[unroll]] for (int c = 0; c < n4; ++c) {                                                \
+        vec4 x_ = vec4(0.0);                                                                 \
+        [[unroll]] for (int e = 0; e < 4; ++e)                                               \
+            if (4 * c + e < dim)                                                             \
+                x_[e] = LOAD_S(name, (base) + IDX(4 * c + e) * (s3));                        \
+        dst[c] = x_;                                                                         \
+    }
+
 void main()
 {
-    const int s = int(gl_GlobalInvocationID.x), hk = int(gl_GlobalInvocationID.y);
-    const int b = int(gl_GlobalInvocationID.z);
+    const int lane = int(gl_LocalInvocationID.x);
+    const int s = int(gl_WorkGroupID.x), hk = int(gl_WorkGroupID.y), b = int(gl_WorkGroupID.z);
     const int G = PN(num_heads) / PN(num_kv_heads);
-    const int rows = min(PN(q_len) * G, MAX_ROWS);
     const int len = ATTN_KV_LEN(b);
     const int shift = ATTN_CAUSAL_SHIFT(b);
     const bool causal = PN(causal) != 0;
@@ -47,61 +102,107 @@ void main()
     if (causal) /* the last row sees the most keys */
         j_end = min(j_end, PN(q_len) - 1 + shift + 1);
 
-    float qr[MAX_ROWS * HEAD_DIM];
-    float acc[MAX_ROWS * V_HEAD_DIM];
-    float m[MAX_ROWS], l[MAX_ROWS];
-    for (int r = 0; r < rows; ++r) {
+    /* Q rows in base-2 logits, zero-padded to whole vec4s; O accumulators; softmax state. */
+    vec4 q4[ROWS * NQ4];
+    vec4 a4[ROWS * NV4];
+    float m[ROWS], l[ROWS];
+    [[unroll]] for (int r = 0; r < ROWS; ++r) {
         const int i = r / G, h = hk * G + r % G;
         const IDX base = PI(q_off) + IDX(b) * PI(q_s0) + IDX(i) * PI(q_s1) + IDX(h) * PI(q_s2);
-        for (int d = 0; d < HEAD_DIM; ++d)
-            qr[r * HEAD_DIM + d] = LOAD_S(q, base + IDX(d) * PI(q_s3)) * p.scale_log2;
-        for (int d = 0; d < V_HEAD_DIM; ++d)
-            acc[r * V_HEAD_DIM + d] = 0.0;
+        vec4 qr[NQ4];
+        ATTN_ROW(qr, NQ4, HEAD_DIM, q, base, PI(q_s3))
+        [[unroll]] for (int c = 0; c < NQ4; ++c)
+            q4[r * NQ4 + c] = qr[c] * p.scale_log2;
+        [[unroll]] for (int c = 0; c < NV4; ++c)
+            a4[r * NV4 + c] = vec4(0.0);
         m[r] = ATTN_NEG_INF;
         l[r] = 0.0;
     }
 
-    float kt[HEAD_DIM], vt[V_HEAD_DIM];
-    for (int j = j_begin; j < j_end; ++j) {
-        const IDX kb = PI(k_off) + IDX(b) * PI(k_s0) + IDX(j) * PI(k_s1) + IDX(hk) * PI(k_s2);
-        const IDX vb = PI(v_off) + IDX(b) * PI(v_s0) + IDX(j) * PI(v_s1) + IDX(hk) * PI(v_s2);
-        for (int d = 0; d < HEAD_DIM; ++d)
-            kt[d] = LOAD_S(k, kb + IDX(d) * PI(k_s3));
-        for (int d = 0; d < V_HEAD_DIM; ++d)
-            vt[d] = LOAD_S(v, vb + IDX(d) * PI(v_s3));
-        for (int r = 0; r < rows; ++r) {
-            const int i = r / G, h = hk * G + r % G;
-            if (causal && j > i + shift)
-                continue;
-            float x = 0.0;
-            for (int d = 0; d < HEAD_DIM; ++d)
-                x = fma(qr[r * HEAD_DIM + d], kt[d], x);
-#if MASK_KIND != 0
-            const float mv = MASK_LD(PI(m_off) + IDX(b) * PI(m_s0) + IDX(h) * PI(m_s1) +
-                                     IDX(i) * PI(m_s2) + IDX(j) * PI(m_s3));
-#if MASK_KIND == 1
-            x += mv * float(ATTN_LOG2E);
+    const IDX kbase = PI(k_off) + IDX(b) * PI(k_s0) + IDX(hk) * PI(k_s2);
+    const IDX vbase = PI(v_off) + IDX(b) * PI(v_s0) + IDX(hk) * PI(v_s2);
+    [[dont_unroll]] for (int j0 = j_begin + lane; j0 < j_end; j0 += LANES * KB) {
+        /* Scores of this lane's KB keys of the block (-inf past the range or masked). */
+        float sc[ROWS * KB];
+        [[unroll]] for (int t = 0; t < KB; ++t) {
+            const int j = j0 + t * LANES;
+            const bool live = j < j_end;
+            const IDX kb = kbase + IDX(live ? j : j_begin) * PI(k_s1);
+            vec4 kr[NQ4];
+#if KV_VEC
+            [[unroll]] for (int c = 0; c < NQ4; ++c)
+                kr[c] = ATTN_V4(k4_ld((kb >> 2) + IDX(c)));
 #else
-            if (mv == 0.0)
-                continue;
+            ATTN_ROW(kr, NQ4, HEAD_DIM, k, kb, PI(k_s3))
 #endif
+            [[unroll]] for (int r = 0; r < ROWS; ++r) {
+                const int i = r / G;
+                float x = 0.0;
+                [[unroll]] for (int c = 0; c < NQ4; ++c)
+                    x += dot(q4[r * NQ4 + c], kr[c]);
+                bool ok = live && !(causal && j > i + shift);
+#if MASK_KIND != 0
+                if (ok) {
+                    const int h = hk * G + r % G;
+                    const float mv = MASK_LD(PI(m_off) + IDX(b) * PI(m_s0) + IDX(h) * PI(m_s1) +
+                                             IDX(i) * PI(m_s2) + IDX(j) * PI(m_s3));
+#if MASK_KIND == 1
+                    x += mv * float(ATTN_LOG2E);
+#else
+                    ok = mv != 0.0;
 #endif
-            if (x == ATTN_NEG_INF)
-                continue;
-            const float mn = max(m[r], x);
-            const float alpha = exp2(m[r] - mn), pj = exp2(x - mn);
-            l[r] = l[r] * alpha + pj;
-            for (int d = 0; d < V_HEAD_DIM; ++d)
-                acc[r * V_HEAD_DIM + d] = fma(pj, vt[d], acc[r * V_HEAD_DIM + d] * alpha);
+                }
+#endif
+                sc[r * KB + t] = ok ? x : ATTN_NEG_INF;
+            }
+        }
+        /* One rescale per row and block; a row with nothing visible yet stays at zero
+         * (its reference point is 0 so that no -inf - -inf appears). */
+        float pr[ROWS * KB];
+        [[unroll]] for (int r = 0; r < ROWS; ++r) {
+            float mn = m[r];
+            [[unroll]] for (int t = 0; t < KB; ++t)
+                mn = max(mn, sc[r * KB + t]);
+            const float ref = mn == ATTN_NEG_INF ? 0.0 : mn;
+            const float alpha = m[r] == ATTN_NEG_INF ? 0.0 : exp2(m[r] - ref);
+            float sum = 0.0;
+            [[unroll]] for (int t = 0; t < KB; ++t) {
+                const float x = sc[r * KB + t];
+                pr[r * KB + t] = x == ATTN_NEG_INF ? 0.0 : exp2(x - ref);
+                sum += pr[r * KB + t];
+            }
+            l[r] = l[r] * alpha + sum;
             m[r] = mn;
+            [[unroll]] for (int c = 0; c < NV4; ++c)
+                a4[r * NV4 + c] *= alpha;
+        }
+        [[unroll]] for (int t = 0; t < KB; ++t) {
+            const int j = j0 + t * LANES;
+            /* Past the range: any in-range row, weighted 0 (pr is 0 there). */
+            const IDX vb = vbase + IDX(j < j_end ? j : j_begin) * PI(v_s1);
+            vec4 vr[NV4];
+#if KV_VEC
+            [[unroll]] for (int c = 0; c < NV4; ++c)
+                vr[c] = ATTN_V4(v4_ld((vb >> 2) + IDX(c)));
+#else
+            ATTN_ROW(vr, NV4, V_HEAD_DIM, v, vb, PI(v_s3))
+#endif
+            [[unroll]] for (int r = 0; r < ROWS; ++r)
+                [[unroll]] for (int c = 0; c < NV4; ++c)
+                    a4[r * NV4 + c] = fma(vec4(pr[r * KB + t]), vr[c], a4[r * NV4 + c]);
         }
     }
 
-    const IDX slot = ((IDX(b) * PI(num_kv_heads) + IDX(hk)) * PI(num_splits) + IDX(s)) * IDX(rows);
-    for (int r = 0; r < rows; ++r) {
-        const float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
-        for (int d = 0; d < V_HEAD_DIM; ++d)
-            opart_st((slot + IDX(r)) * IDX(V_HEAD_DIM) + IDX(d), acc[r * V_HEAD_DIM + d] * inv);
-        lpart_st(slot + IDX(r), l[r] > 0.0 ? (m[r] + log2(l[r])) * float(ATTN_LN2) : ATTN_NEG_INF);
+    const IDX part = IDX(s) * IDX(LANES) + IDX(lane);
+    const IDX slot = ((IDX(b) * PI(num_kv_heads) + IDX(hk)) * PI(num_splits) + part) * IDX(ROWS);
+    [[unroll]] for (int r = 0; r < ROWS; ++r) {
+        const bool any = m[r] != ATTN_NEG_INF && l[r] > 0.0;
+        const float inv = any ? 1.0 / l[r] : 0.0;
+        [[unroll]] for (int c = 0; c < NV4; ++c)
+            [[unroll]] for (int e = 0; e < 4; ++e)
+                if (4 * c + e < V_HEAD_DIM)
+                    opart_st((slot + IDX(r)) * IDX(V_HEAD_DIM) + IDX(4 * c + e),
+                             a4[r * NV4 + c][e] * inv);
+        lpart_st(slot + IDX(r), any ? (m[r] + log2(l[r])) * float(ATTN_LN2) : ATTN_NEG_INF);
     }
 }

@@ -123,49 +123,101 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
 
 #define DECODE_MAX_ROWS 16 /* query rows per kv head the decode kernel holds */
 
-/* Decode (split-KV) when each kv head has few query rows and many keys: the keys are split
- * so that the device gets enough work-items, and the splits are merged exactly. */
-static attn_status plan_decode(attn_plan *plan)
+/* Vulkan's decode kernel unrolls its loops over rows and over the keys of a block, so
+ * fewer keys per block as rows grow keep its code (and llvmpipe's compile) small. */
+static int64_t decode_kb(int64_t rows) { return rows >= 16 ? 1 : rows >= 8 ? 2 : 4; }
+
+/* The decode kernels' defines. OpenCL's kernel holds up to MAX_ROWS rows; the Vulkan
+ * shader is specialised to the exact rows, its LANES invocations per group (the plan's
+ * work-group size), KB keys per block, and whether K/V rows load as vec4s (kv_vec). */
+static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *d)
+{
+    const attn__problem *p = &plan->pb;
+    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
+    uint32_t n = 0;
+    d[n++] = (attn__define){"HEAD_DIM", p->head_dim};
+    d[n++] = (attn__define){"V_HEAD_DIM", p->v_head_dim};
+    d[n++] = (attn__define){"STORAGE_F16", p->dtype == ATTN_DTYPE_F16};
+    d[n++] = (attn__define){"MASK_KIND", p->mask_kind};
+    if (plan->ctx->ops->lang != ATTN__LANG_GLSL) {
+        d[n++] = (attn__define){"MAX_ROWS", DECODE_MAX_ROWS};
+        return n;
+    }
+    d[n++] = (attn__define){"ROWS", rows};
+    d[n++] = (attn__define){"LANES", plan->info.work_group_size};
+    d[n++] = (attn__define){"KB", decode_kb(rows)};
+    d[n++] = (attn__define){"KV_VEC", kv_vec};
+    return n;
+}
+
+static attn_status decode_kernels(attn_plan *plan, int kv_vec, void *k[2])
 {
     static const char *const files[] = {"attn_decode.cl"};
     static const char *const entries[] = {"attn_decode", "attn_decode_merge"};
+    attn__define defs[8];
+    const uint32_t nd = decode_defines(plan, kv_vec, defs);
+    return attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, nd, k);
+}
+
+/* Decode (split-KV) when each kv head has few query rows and many keys: the keys are split
+ * so that the device gets enough work-items, and the splits are merged exactly. On Vulkan
+ * a split is a group of LANES invocations, each a partial over every LANES-th key of the
+ * group's range, so num_splits counts partials (groups x LANES) and split_len is the keys
+ * of a group; ranges also stay within a loop-capped device's iterations per invocation. */
+static attn_status plan_decode(attn_plan *plan)
+{
     const attn__problem *p = &plan->pb;
     const attn_device_info *dev = &plan->ctx->info;
+    const int glsl = plan->ctx->ops->lang == ATTN__LANG_GLSL;
     const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
     if (rows > DECODE_MAX_ROWS || p->kv_len < 128)
         return ATTN_OK;
     /* A backend without the decode kernels runs the prefill kernels instead. */
-    if (!attn__kernel_available(plan->ctx, files[0], entries[0]) ||
-        !attn__kernel_available(plan->ctx, files[0], entries[1]))
+    if (!attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode") ||
+        !attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode_merge"))
         return ATTN_OK;
+    /* Vulkan: one subgroup per group where its size is reasonable (on llvmpipe the 8
+     * lanes of one vector), else 16. */
+    const uint64_t lanes = !glsl ? 1
+                           : dev->subgroup_size >= 4 && dev->subgroup_size <= 64 ? dev->subgroup_size
+                                                                                 : 16;
+    const uint64_t block = lanes * (uint64_t)(glsl ? decode_kb(rows) : 1);
     const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
     const uint64_t want = (dev->type == ATTN_DEVICE_CPU ? 4 : 32) * cu;
     const uint64_t slabs = (uint64_t)(p->batch * p->num_kv_heads);
     uint64_t splits = (want + slabs - 1) / slabs;
-    const uint64_t most = ((uint64_t)p->kv_len + 63) / 64; /* at least 64 keys a split */
+    /* At least 64 keys a split (Vulkan: 8 blocks of a group). */
+    const uint64_t min_keys = glsl ? 8 * block : 64;
+    const uint64_t most = ((uint64_t)p->kv_len + min_keys - 1) / min_keys;
     if (splits > most)
         splits = most;
+    /* llvmpipe's cap (quirk max_loop_iterations): an invocation of the Vulkan shader loops
+     * once per block of its range plus a few times, so a range holds at most about
+     * cap / 2 blocks (a safety factor of 2, as in schedule.c). */
+    const uint32_t cap = attn__quirks_of(dev).max_loop_iterations;
+    if (glsl && cap) {
+        const uint64_t keys = ((uint64_t)cap / 2 - 16) * block;
+        const uint64_t least = ((uint64_t)p->kv_len + keys - 1) / keys;
+        if (splits < least)
+            splits = least;
+    }
     if (splits < 1)
         splits = 1;
-    const attn__define defs[] = {{"HEAD_DIM", p->head_dim},
-                                 {"V_HEAD_DIM", p->v_head_dim},
-                                 {"STORAGE_F16", p->dtype == ATTN_DTYPE_F16},
-                                 {"MASK_KIND", p->mask_kind},
-                                 {"MAX_ROWS", DECODE_MAX_ROWS}};
+    plan->info.work_group_size = (uint32_t)lanes;
     void *k[2] = {NULL, NULL};
-    attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, 5, k);
+    attn_status st = decode_kernels(plan, glsl && p->head_dim % 4 == 0 && p->v_head_dim % 4 == 0, k);
     if (st != ATTN_OK)
         return st;
     plan->decode = 1;
-    plan->num_splits = (uint32_t)splits;
+    plan->num_splits = (uint32_t)(splits * lanes);
     plan->split_len = (uint32_t)(((uint64_t)p->kv_len + splits - 1) / splits);
     plan->k_dec = k[0];
     plan->k_dec_merge = k[1];
     plan->info.block_m = (uint32_t)rows;
     plan->info.block_n = plan->split_len;
-    plan->info.vec_width = 8;
-    plan->info.work_group_size = 1;
-    attn__strlcpy(plan->info.kernel, "attn_decode.cl", sizeof plan->info.kernel);
+    plan->info.vec_width = glsl ? 4 : 8;
+    attn__strlcpy(plan->info.kernel, glsl ? "attn_decode.comp" : "attn_decode.cl",
+                  sizeof plan->info.kernel);
     return ATTN_OK;
 }
 
@@ -235,6 +287,15 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
         if (st == ATTN_OK) {
             plan->info.device_bytes = one_pass_bytes(plan);
             attn__schedule_plan(plan);
+            /* A decode plan that fits the budget runs in one pass: its splits already
+             * respect a loop-capped device's keys per launch, the prefill chunks' cap
+             * does not apply to it. */
+            if (plan->decode && plan->info.scheduled &&
+                plan->info.device_bytes <= plan->ctx->budget) {
+                plan->info.scheduled = 0;
+                plan->info.segment_rows = (uint32_t)plan->pb.q_len;
+                plan->info.chunk_keys = (uint32_t)plan->pb.kv_len;
+            }
             if (plan->info.scheduled)
                 st = attn__plan_chunk_kernels(plan);
         }
@@ -535,6 +596,21 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             return st;
         kp.num_splits = plan->num_splits;
         kp.split_len = plan->split_len;
+        /* Vulkan: the plan's kernel reads K/V rows as vec4s where head dims allow; a
+         * layout that does not (element stride, offsets not multiples of 4) takes the
+         * element-wise variant, compiled on first use. */
+        void *kdec = plan->k_dec, *kmerge = plan->k_dec_merge;
+        const int glsl = ctx->ops->lang == ATTN__LANG_GLSL;
+        const int64_t k_or = k.off | k.stride[0] | k.stride[1] | k.stride[2];
+        const int64_t v_or = v.off | v.stride[0] | v.stride[1] | v.stride[2];
+        if (glsl && p->head_dim % 4 == 0 && p->v_head_dim % 4 == 0 &&
+            (k.stride[3] != 1 || v.stride[3] != 1 || ((k_or | v_or) & 3))) {
+            void *kv[2] = {NULL, NULL};
+            if ((st = decode_kernels(plan, 0, kv)))
+                return st;
+            kdec = kv[0], kmerge = kv[1];
+        }
+        const size_t lanes = plan->info.work_group_size ? plan->info.work_group_size : 1;
         la.buffers[0] = q.handle;
         la.buffers[1] = k.handle;
         la.buffers[2] = v.handle;
@@ -543,19 +619,23 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         la.buffers[5] = op;
         la.buffers[6] = lp;
         la.num_buffers = 7;
-        la.groups[0] = plan->num_splits;
+        la.groups[0] = plan->num_splits / lanes;
         la.groups[1] = (size_t)p->num_kv_heads;
         la.groups[2] = (size_t)p->batch;
-        la.local[0] = la.local[1] = la.local[2] = 1;
-        if ((st = attn__enqueue(ctx, plan->k_dec, &la)))
+        la.local[0] = lanes;
+        la.local[1] = la.local[2] = 1;
+        if ((st = attn__enqueue(ctx, kdec, &la)))
             return st;
         la.buffers[0] = op;
         la.buffers[1] = lp;
         la.buffers[2] = o.handle;
         la.buffers[3] = l.handle;
         la.num_buffers = 4;
-        la.groups[0] = (size_t)(p->q_len * (p->num_heads / p->num_kv_heads));
-        if ((st = attn__enqueue(ctx, plan->k_dec_merge, &la)))
+        /* OpenCL merges a row per work-item, Vulkan a (row, column) per invocation. */
+        const size_t mrows = (size_t)(p->q_len * (p->num_heads / p->num_kv_heads));
+        la.local[0] = glsl ? 64 : 1;
+        la.groups[0] = glsl ? (mrows * (size_t)p->v_head_dim + 63) / 64 : mrows;
+        if ((st = attn__enqueue(ctx, kmerge, &la)))
             return st;
         if ((st = read_out(plan, &bound[ATTN__T_O], &o)) ||
             (st = read_out(plan, &bound[ATTN__T_LSE], &l)))
