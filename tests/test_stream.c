@@ -1,8 +1,8 @@
 /* test_stream.c — streams with recurrent memory against oracles written here in double
  * precision from the definitions (not from the library): segment recurrence
  * (Transformer-XL), compressive memory (Infini-attention), memory tokens (RMT). Each runs
- * on the reference backend and on every OpenCL device, f32 and f16, GQA, varied segment
- * lengths. */
+ * on the reference backend and on every OpenCL and Vulkan device, f32 and f16, GQA, varied
+ * segment lengths. */
 #include <attn/attn.h>
 #include <check.h>
 #include <math.h>
@@ -108,7 +108,7 @@ static void check_all(const char *what, int f16, attn_backend backend)
     int ok = tu_compare(&got[0][0][0][0], &want[0][0][0][0], sizeof got / 4,
                         f16 ? TU_TOL_F16 : TU_TOL_F32, &res);
     tu_compare_describe(&res, msg, sizeof msg);
-    ck_assert_msg(ok, "%s (backend %d, %s): %s", what, (int)backend, f16 ? "f16" : "f32", msg);
+    ck_assert_msg(ok, "%s (%s, %s): %s", what, tu_backend_name(backend), f16 ? "f16" : "f32", msg);
 }
 
 /* Runs the stream over the whole sequence in segments; RMT memory rows per segment come
@@ -195,18 +195,27 @@ static void run_stream(attn_context *ctx, attn_stream_params *sp, int f16)
     attn_stream_destroy(s);
 }
 
-static int num_opencl(void)
+static int num_devices(attn_backend backend)
 {
     uint32_t n = 0;
-    attn_device_count(ATTN_BACKEND_OPENCL, &n);
+    attn_device_count(backend, &n);
     return (int)n;
 }
 
-/* Backends: the reference (slot 0) and each OpenCL device (slot i is device i - 1). */
+/* Slot 0 is the reference, then each OpenCL device, then each Vulkan device; *dev is the
+ * device's index within its backend. */
+static attn_backend slot_backend(int slot, int *dev)
+{
+    const int ncl = num_devices(ATTN_BACKEND_OPENCL);
+    *dev = slot == 0 ? 0 : slot <= ncl ? slot - 1 : slot - 1 - ncl;
+    return slot == 0 ? ATTN_BACKEND_REFERENCE : slot <= ncl ? ATTN_BACKEND_OPENCL : ATTN_BACKEND_VULKAN;
+}
+
 #define FOR_BACKENDS(backend, dev)                                                              \
-    for (int slot_ = 0, dev = 0; slot_ <= num_opencl() && (dev = slot_ - 1, 1); ++slot_)        \
-        for (attn_backend backend = slot_ ? ATTN_BACKEND_OPENCL : ATTN_BACKEND_REFERENCE;       \
-             backend != ATTN_BACKEND_AUTO; backend = ATTN_BACKEND_AUTO)
+    for (int slot_ = 0, dev = 0;                                                                \
+         slot_ <= num_devices(ATTN_BACKEND_OPENCL) + num_devices(ATTN_BACKEND_VULKAN); ++slot_) \
+        for (attn_backend backend = slot_backend(slot_, &dev); backend != ATTN_BACKEND_AUTO;    \
+             backend = ATTN_BACKEND_AUTO)
 
 START_TEST(test_recurrence)
 {
@@ -267,7 +276,7 @@ START_TEST(test_memory_tokens)
             int ok = tu_compare(&mem_got[0][0][0][0][0], &mem_want[0][0][0][0][0],
                                 sizeof mem_got / 4, f16 ? TU_TOL_F16 : TU_TOL_F32, &res);
             tu_compare_describe(&res, msg, sizeof msg);
-            ck_assert_msg(ok, "memory tokens: memory rows (backend %d): %s", (int)backend, msg);
+            ck_assert_msg(ok, "memory tokens: memory rows (%s): %s", tu_backend_name(backend), msg);
             attn_context_destroy(ctx);
         }
     }
@@ -340,8 +349,11 @@ END_TEST
 /* Device memory of a compressive stream does not grow with the number of segments. */
 START_TEST(test_compressive_constant_memory)
 {
-    for (int dev = 0; dev < num_opencl(); ++dev) {
-        attn_context *ctx = ctx_for(ATTN_BACKEND_OPENCL, dev);
+    FOR_BACKENDS(backend, dev)
+    {
+        if (backend == ATTN_BACKEND_REFERENCE)
+            continue;
+        attn_context *ctx = ctx_for(backend, dev);
         attn_stream_params sp = ATTN_STREAM_PARAMS_INIT;
         sp.mode = ATTN_STREAM_COMPRESSIVE;
         sp.batch = 1, sp.num_heads = 2, sp.head_dim = 16;
@@ -370,6 +382,90 @@ START_TEST(test_compressive_constant_memory)
         attn_stream_destroy(s);
         attn_context_destroy(ctx);
     }
+}
+END_TEST
+
+/* A segment longer than llvmpipe lets one invocation loop (65535 iterations: the stream
+ * then folds it into the memory in parts, src/core/stream.c): the next segment reads the
+ * memory of all its keys. Oracle for the second segment from the definitions. */
+START_TEST(test_compressive_long_segment)
+{
+    enum { LD = 4, S1 = 70000, S2 = 8 };
+    const float gate[1] = {0.5f};
+    float *q1 = malloc(S1 * LD * 4), *k1 = malloc(S1 * LD * 4), *v1 = malloc(S1 * LD * 4);
+    float *o1 = malloc(S1 * LD * 4);
+    float q2[S2 * LD], k2[S2 * LD], v2[S2 * LD], o2[S2 * LD], want2[S2 * LD];
+    tu_fill_uniform(q1, S1 * LD, 71);
+    tu_fill_uniform(k1, S1 * LD, 72);
+    tu_fill_uniform(v1, S1 * LD, 73);
+    tu_fill_uniform(q2, S2 * LD, 74);
+    tu_fill_uniform(k2, S2 * LD, 75);
+    tu_fill_uniform(v2, S2 * LD, 76);
+    double M[LD][LD] = {{0}}, z[LD] = {0};
+    for (int t = 0; t < S1; ++t)
+        for (int d = 0; d < LD; ++d) {
+            const double sk = sigma(k1[t * LD + d]);
+            z[d] += sk;
+            for (int c = 0; c < LD; ++c)
+                M[d][c] += sk * v1[t * LD + c];
+        }
+    const double g = 1 / (1 + exp(-(double)gate[0]));
+    for (int t = 0; t < S2; ++t) {
+        double m = -INFINITY, l = 0, acc[LD] = {0}, sq[LD], den = 0;
+        for (int j = 0; j <= t; ++j) {
+            double x = 0;
+            for (int d = 0; d < LD; ++d)
+                x += (double)q2[t * LD + d] * k2[j * LD + d];
+            x /= sqrt((double)LD);
+            const double mn = x > m ? x : m, a = exp(m - mn), pj = exp(x - mn);
+            l = l * a + pj;
+            for (int c = 0; c < LD; ++c)
+                acc[c] = acc[c] * a + pj * v2[j * LD + c];
+            m = mn;
+        }
+        for (int d = 0; d < LD; ++d) {
+            sq[d] = sigma(q2[t * LD + d]);
+            den += sq[d] * z[d];
+        }
+        for (int c = 0; c < LD; ++c) {
+            double num = 0;
+            for (int d = 0; d < LD; ++d)
+                num += sq[d] * M[d][c];
+            want2[t * LD + c] = (float)(g * num / den + (1 - g) * acc[c] / l);
+        }
+    }
+    FOR_BACKENDS(backend, dev)
+    {
+        if (backend == ATTN_BACKEND_REFERENCE)
+            continue;
+        attn_context *ctx = ctx_for(backend, dev);
+        attn_stream_params sp = ATTN_STREAM_PARAMS_INIT;
+        sp.mode = ATTN_STREAM_COMPRESSIVE;
+        sp.batch = 1, sp.num_heads = 1, sp.head_dim = LD, sp.gate = gate;
+        attn_stream *st = NULL;
+        ck_assert_msg(attn_stream_create(ctx, &sp, &st) == ATTN_OK, "%s", attn_last_detail());
+        attn_stream_segment g1 = ATTN_STREAM_SEGMENT_INIT;
+        g1.q = attn_tensor_host(ATTN_DTYPE_F32, 1, S1, 1, LD, q1);
+        g1.k = attn_tensor_host(ATTN_DTYPE_F32, 1, S1, 1, LD, k1);
+        g1.v = attn_tensor_host(ATTN_DTYPE_F32, 1, S1, 1, LD, v1);
+        g1.o = attn_tensor_host(ATTN_DTYPE_F32, 1, S1, 1, LD, o1);
+        ck_assert_msg(attn_stream_push(st, &g1) == ATTN_OK, "%s", attn_last_detail());
+        attn_stream_segment g2 = ATTN_STREAM_SEGMENT_INIT;
+        g2.q = attn_tensor_host(ATTN_DTYPE_F32, 1, S2, 1, LD, q2);
+        g2.k = attn_tensor_host(ATTN_DTYPE_F32, 1, S2, 1, LD, k2);
+        g2.v = attn_tensor_host(ATTN_DTYPE_F32, 1, S2, 1, LD, v2);
+        g2.o = attn_tensor_host(ATTN_DTYPE_F32, 1, S2, 1, LD, o2);
+        ck_assert_msg(attn_stream_push(st, &g2) == ATTN_OK, "%s", attn_last_detail());
+        tu_compare_result res;
+        char msg[256];
+        const int ok = tu_compare(o2, want2, S2 * LD, TU_TOL_F32, &res);
+        tu_compare_describe(&res, msg, sizeof msg);
+        ck_assert_msg(ok, "compressive after a %d-token segment (%s): %s", S1,
+                      tu_backend_name(backend), msg);
+        attn_stream_destroy(st);
+        attn_context_destroy(ctx);
+    }
+    free(q1), free(k1), free(v1), free(o1);
 }
 END_TEST
 
@@ -414,6 +510,7 @@ int main(void)
     tcase_add_test(tc, test_memory_tokens);
     tcase_add_test(tc, test_compressive);
     tcase_add_test(tc, test_compressive_constant_memory);
+    tcase_add_test(tc, test_compressive_long_segment);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_set_fork_status(sr, CK_NOFORK);

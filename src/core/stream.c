@@ -7,6 +7,7 @@
 
 #include "core/kernels.h"
 #include "core/plan.h"
+#include "core/quirks.h"
 
 struct attn_stream {
     attn_context *ctx;
@@ -319,8 +320,13 @@ static attn_status push_compressive(attn_stream *s, const attn_stream_segment *g
         la.buffers[4] = s->gate_buf->handle;
         la.buffers[5] = s->bo->handle;
         la.num_buffers = 6;
-        la.groups[0] = (size_t)S, la.groups[1] = (size_t)p->num_heads, la.groups[2] = (size_t)p->batch;
-        la.local[0] = la.local[1] = la.local[2] = 1;
+        /* Vulkan: rows (then head-dim rows) as the 8 lanes of a group, which llvmpipe runs
+         * as one vector; OpenCL: one work-item per group, as its kernels were tuned. */
+        const size_t lanes = ctx->ops->lang == ATTN__LANG_GLSL ? 8 : 1;
+        la.groups[0] = ((size_t)S + lanes - 1) / lanes;
+        la.groups[1] = (size_t)p->num_heads, la.groups[2] = (size_t)p->batch;
+        la.local[0] = lanes;
+        la.local[1] = la.local[2] = 1;
         if ((st = attn__enqueue(ctx, s->k_read, &la)))
             return st;
         la.buffers[0] = s->bk->handle;
@@ -328,9 +334,20 @@ static attn_status push_compressive(attn_stream *s, const attn_stream_segment *g
         la.buffers[2] = s->m_buf->handle;
         la.buffers[3] = s->z_buf->handle;
         la.num_buffers = 4;
-        la.groups[0] = (size_t)p->head_dim, la.groups[1] = (size_t)p->num_kv_heads;
-        if ((st = attn__enqueue(ctx, s->k_update, &la)))
-            return st;
+        la.groups[0] = ((size_t)p->head_dim + lanes - 1) / lanes;
+        la.groups[1] = (size_t)p->num_kv_heads;
+        /* The update loops once per key: on a device that caps an invocation's loop
+         * iterations (quirk, llvmpipe) a long segment goes in parts, each adding its keys
+         * to the memory (launches run in order). */
+        const uint32_t cap = attn__quirks_of(&ctx->info).max_loop_iterations;
+        const int64_t part = cap ? (int64_t)cap / 2 - 64 : S;
+        for (int64_t t0 = 0; t0 < S; t0 += part) {
+            kp.k_off = t0 * kp.k_s1;
+            kp.v_off = t0 * kp.v_s1;
+            kp.kv_len = S - t0 < part ? S - t0 : part;
+            if ((st = attn__enqueue(ctx, s->k_update, &la)))
+                return st;
+        }
         if ((st = attn_buffer_download(s->bo, 0, s->ho, no)))
             return st;
     }
@@ -374,12 +391,13 @@ static attn_status setup_compressive(attn_stream *s)
         return s->m_ref && s->z_ref ? ATTN_OK
                                     : attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "stream memory");
     }
-    if (ctx->ops->lang != ATTN__LANG_OPENCL_C)
-        return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
-                          "compressive-memory streams run on OpenCL and the reference backend; "
-                          "the %s shaders for them are not written yet", ctx->ops->name);
     static const char *const files[] = {"attn_infini.cl"};
     static const char *const entries[] = {"attn_infini_read", "attn_infini_update"};
+    if (!attn__kernel_available(ctx, files[0], entries[0]) ||
+        !attn__kernel_available(ctx, files[0], entries[1]))
+        return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
+                          "compressive-memory streams: the %s backend has no %s / %s kernels",
+                          ctx->ops->name, entries[0], entries[1]);
     const attn__define defs[] = {{"HEAD_DIM", p->head_dim},
                                  {"V_HEAD_DIM", p->v_head_dim},
                                  {"STORAGE_F16", p->dtype == ATTN_DTYPE_F16}};
