@@ -1,6 +1,7 @@
 /* vk_backend.c — the Vulkan backend: device discovery (every physical device type, CPU
  * ones such as llvmpipe included), one compute queue per context, buffers, staging
- * copies, and the command batch that launches are recorded into (vk_kernel.c). */
+ * copies, the command batches that launches are recorded into (vk_kernel.c), and uploads
+ * that overlap compute (timeline semaphores). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,6 +170,8 @@ typedef struct attn_vk_caps {
     VkPhysicalDeviceFeatures features;
     VkPhysicalDevice16BitStorageFeatures storage16;
     VkPhysicalDeviceShaderFloat16Int8Features float16;
+    VkPhysicalDeviceTimelineSemaphoreFeatures timeline; /* with VK_KHR_timeline_semaphore */
+    int has_timeline_ext;
     VkPhysicalDeviceMemoryProperties mem;
 } attn_vk_caps;
 
@@ -189,6 +192,23 @@ static void attn_vk_query(VkPhysicalDevice phys, attn_vk_caps *c)
     c->storage16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES;
     c->float16.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SHADER_FLOAT16_INT8_FEATURES;
     c->storage16.pNext = c->props.apiVersion >= VK_API_VERSION_1_2 ? &c->float16 : NULL;
+    /* Timeline semaphores through the extension (also listed by Vulkan 1.2+ drivers), as
+     * the instance asks for Vulkan 1.1 only. */
+    uint32_t next = 0;
+    VkExtensionProperties ext[256];
+    if (vkEnumerateDeviceExtensionProperties(phys, NULL, &next, NULL) == VK_SUCCESS) {
+        if (next > 256)
+            next = 256;
+        if (vkEnumerateDeviceExtensionProperties(phys, NULL, &next, ext) < 0)
+            next = 0;
+    }
+    for (uint32_t i = 0; i < next; ++i)
+        c->has_timeline_ext |= !strcmp(ext[i].extensionName, VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME);
+    c->timeline.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES;
+    if (c->has_timeline_ext) {
+        c->timeline.pNext = c->storage16.pNext;
+        c->storage16.pNext = &c->timeline;
+    }
     VkPhysicalDeviceFeatures2 f2 = {.sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2,
                                     .pNext = &c->storage16};
     vkGetPhysicalDeviceFeatures2(phys, &f2);
@@ -312,8 +332,10 @@ static int attn_vk_memory_type(const attn_vk_device *d, uint32_t bits, VkMemoryP
     return found;
 }
 
-/* A buffer with its own memory. host: host-visible and coherent (staging, params) —
- * otherwise device-local, mapped too where that memory is host-coherent (UMA, llvmpipe). */
+/* A buffer with its own memory. host: host-visible and coherent (params; host == 2:
+ * staging, which prefers memory that is not device-local, so that on a discrete GPU it is
+ * system memory and takes nothing from the device's budget) — otherwise device-local,
+ * mapped too where that memory is host-coherent (UMA, llvmpipe). */
 static attn_status attn_vk_make_buffer(attn_vk_device *d, uint64_t bytes, int host,
                                        VkBufferUsageFlags usage, attn_vk_buffer *b)
 {
@@ -336,7 +358,15 @@ static attn_status attn_vk_make_buffer(attn_vk_device *d, uint64_t bytes, int ho
     vkGetBufferMemoryRequirements(d->device, b->buffer, &req);
     const VkMemoryPropertyFlags coherent =
         VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-    int type = host ? attn_vk_memory_type(d, req.memoryTypeBits, coherent, 0)
+    int type = -1;
+    for (uint32_t i = 0; host == 2 && type < 0 && i < d->mem.memoryTypeCount; ++i) {
+        const VkMemoryPropertyFlags f = d->mem.memoryTypes[i].propertyFlags;
+        if ((req.memoryTypeBits & (1u << i)) && (f & coherent) == coherent &&
+            !(f & VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT))
+            type = (int)i;
+    }
+    if (type < 0)
+        type = host ? attn_vk_memory_type(d, req.memoryTypeBits, coherent, 0)
                     : attn_vk_memory_type(d, req.memoryTypeBits,
                                           VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT,
                                           VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT | coherent);
@@ -412,11 +442,10 @@ attn_status attn_vk_begin(attn_vk_device *d)
     return ATTN_OK;
 }
 
-attn_status attn_vk_flush(attn_vk_device *d)
+/* Ends the recording batch: device writes become visible to the host (mapped reads) once
+ * it has completed. */
+static VkResult attn_vk_end(attn_vk_device *d)
 {
-    if (!d->recording)
-        return ATTN_OK;
-    /* Device writes become visible to the host (mapped reads) after the fence. */
     VkMemoryBarrier mb = {
         .sType = VK_STRUCTURE_TYPE_MEMORY_BARRIER,
         .srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT,
@@ -425,7 +454,28 @@ attn_status attn_vk_flush(attn_vk_device *d)
     vkCmdPipelineBarrier(d->cmd, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT,
                          VK_PIPELINE_STAGE_HOST_BIT, 0, 1, &mb, 0, NULL, 0, NULL);
     d->recording = 0;
-    VkResult r = vkEndCommandBuffer(d->cmd);
+    return vkEndCommandBuffer(d->cmd);
+}
+
+/* The recording batch's command buffer, descriptors and params are free again. */
+static void attn_vk_recycle(attn_vk_device *d)
+{
+    vkResetCommandPool(d->device, d->cmd_pool, 0);
+    vkResetDescriptorPool(d->device, d->desc_pool, 0);
+    d->params_used = 0;
+    d->dispatched = 0;
+}
+
+static attn_status attn_vk_flush_async(attn_vk_device *d);
+static void attn_vk_async_free(attn_vk_device *d);
+
+attn_status attn_vk_flush(attn_vk_device *d)
+{
+    if (d->async)
+        return attn_vk_flush_async(d);
+    if (!d->recording)
+        return ATTN_OK;
+    VkResult r = attn_vk_end(d);
     const char *call = "vkEndCommandBuffer";
     if (r == VK_SUCCESS) {
         VkSubmitInfo si = {
@@ -442,15 +492,265 @@ attn_status attn_vk_flush(attn_vk_device *d)
     }
     /* Recycle whatever happened: a failed batch must not wedge the next one. */
     vkResetFences(d->device, 1, &d->fence);
-    vkResetCommandPool(d->device, d->cmd_pool, 0);
-    vkResetDescriptorPool(d->device, d->desc_pool, 0);
-    d->params_used = 0;
-    d->dispatched = 0;
+    attn_vk_recycle(d);
     if (r != VK_SUCCESS)
         return attn_vk_fail(d, r, call, "running a batch of launches");
     return ATTN_OK;
 }
 
+/* ---- overlapped uploads ---------------------------------------------------------------------
+ * The scheduler uploads the next key chunk while the current one computes (backend.h:
+ * write_async, compute_marker, event_wait, event_release). Two timeline semaphores order
+ * the work: `compute` counts the submitted batches of launches, `copy` the submitted
+ * uploads. A compute marker submits the recording batch without waiting for it; a launch
+ * that waits for an upload makes its batch wait for the upload's `copy` value on the
+ * device; an upload waits for the `compute` value of the last batch that read its slot.
+ *   - Batches in flight keep their command pool, descriptor pool and params ring
+ *     (frames): the device's cmd / desc_pool / params fields, which vk_kernel.c records
+ *     into, are the recording frame; submitted frames wait in `spare` until their compute
+ *     value retires them, and the next batch takes the one that retired first.
+ *   - An upload into host-visible memory (UMA devices, llvmpipe) is a host copy once the
+ *     awaited batch has completed: no staging memory, and the host waits only for work
+ *     submitted two chunks earlier while the previous chunk computes.
+ *   - Any other upload is a copy from a staging ring (host memory, preferably not
+ *     device-local: attn_vk_make_buffer) on the transfer queue: a second queue of the
+ *     compute family where it has one, else the compute queue itself.
+ * ATTN_VK_STAGED_UPLOADS=1 sends every upload through the ring (tests cover the transfer
+ * path on llvmpipe with it); ATTN_VK_NO_ASYNC=1 leaves it all off (every batch waited for,
+ * uploads synchronous: the fallback of devices without timeline semaphores). */
+
+#define ATTN_VK_FRAMES 3     /* batches: the recording one and two in flight */
+#define ATTN_VK_COPY_SLOTS 4 /* parts of the staging ring, one upload submission each */
+
+typedef struct attn_vk_frame {
+    VkCommandPool cmd_pool;
+    VkCommandBuffer cmd;
+    VkDescriptorPool desc_pool;
+    attn_vk_buffer params;
+    uint64_t retire; /* compute value after which it is free (0: free now) */
+} attn_vk_frame;
+
+typedef struct attn_vk_copy_slot {
+    VkCommandBuffer cmd;
+    uint64_t retire; /* copy value after which its part of the ring is free */
+} attn_vk_copy_slot;
+
+struct attn_vk_async {
+    VkSemaphore compute, copy;       /* timelines */
+    uint64_t compute_sent, copy_sent; /* values of the last submissions */
+    uint64_t copy_wait;              /* the next batch waits for copy >= this */
+    PFN_vkWaitSemaphoresKHR wait_semaphores;
+    PFN_vkGetSemaphoreCounterValueKHR counter_value;
+    attn_vk_frame spare[ATTN_VK_FRAMES - 1];
+    VkQueue tqueue;                  /* uploads: a second queue, or d->queue */
+    VkCommandPool tpool;
+    attn_vk_copy_slot slots[ATTN_VK_COPY_SLOTS];
+    uint32_t next_slot;
+    attn_vk_buffer ring;             /* staging, made on first use */
+    int staged;                      /* ATTN_VK_STAGED_UPLOADS */
+};
+
+/* An event: a value on one of the two timelines; 0 is complete from the start. */
+typedef struct attn_vk_event {
+    int copy;
+    uint64_t value;
+} attn_vk_event;
+
+/* Waits on the host until timeline `sem` reaches `value` (no lock needed). */
+static attn_status attn_vk_wait(attn_vk_device *d, VkSemaphore sem, uint64_t value)
+{
+    if (!value)
+        return ATTN_OK;
+    VkSemaphoreWaitInfo wi = {
+        .sType = VK_STRUCTURE_TYPE_SEMAPHORE_WAIT_INFO,
+        .semaphoreCount = 1,
+        .pSemaphores = &sem,
+        .pValues = &value,
+    };
+    VkResult r = d->async->wait_semaphores(d->device, &wi, UINT64_MAX);
+    return r == VK_SUCCESS ? ATTN_OK : attn_vk_fail(d, r, "vkWaitSemaphores", "waiting for the device");
+}
+
+static attn_status attn_vk_frame_make(attn_vk_device *d, attn_vk_frame *f)
+{
+    VkResult r;
+    VkCommandPoolCreateInfo pi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
+        .queueFamilyIndex = d->queue_family,
+    };
+    if ((r = vkCreateCommandPool(d->device, &pi, NULL, &f->cmd_pool)) != VK_SUCCESS)
+        return attn_vk_fail(d, r, "vkCreateCommandPool", "making a command batch");
+    VkCommandBufferAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .commandPool = f->cmd_pool,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = 1,
+    };
+    if ((r = vkAllocateCommandBuffers(d->device, &ai, &f->cmd)) != VK_SUCCESS)
+        return attn_vk_fail(d, r, "vkAllocateCommandBuffers", "making a command batch");
+    VkDescriptorPoolSize sizes[2] = {
+        {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ATTN_VK_BATCH * ATTN_VK_PARAMS_BINDING},
+        {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, ATTN_VK_BATCH},
+    };
+    VkDescriptorPoolCreateInfo dpi = {
+        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
+        .maxSets = ATTN_VK_BATCH,
+        .poolSizeCount = 2,
+        .pPoolSizes = sizes,
+    };
+    if ((r = vkCreateDescriptorPool(d->device, &dpi, NULL, &f->desc_pool)) != VK_SUCCESS)
+        return attn_vk_fail(d, r, "vkCreateDescriptorPool", "making a command batch");
+    return attn_vk_make_buffer(d, (uint64_t)d->params_stride * ATTN_VK_BATCH, 1,
+                               VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT, &f->params);
+}
+
+static void attn_vk_frame_free(attn_vk_device *d, attn_vk_frame *f)
+{
+    attn_vk_destroy_buffer(d, &f->params);
+    if (f->desc_pool)
+        vkDestroyDescriptorPool(d->device, f->desc_pool, NULL);
+    if (f->cmd_pool)
+        vkDestroyCommandPool(d->device, f->cmd_pool, NULL);
+    memset(f, 0, sizeof *f);
+}
+
+/* Exchanges the recording frame (the device's fields) with `f`. */
+static void attn_vk_frame_swap(attn_vk_device *d, attn_vk_frame *f)
+{
+    const attn_vk_frame cur = {d->cmd_pool, d->cmd, d->desc_pool, d->params, 0};
+    d->cmd_pool = f->cmd_pool;
+    d->cmd = f->cmd;
+    d->desc_pool = f->desc_pool;
+    d->params = f->params;
+    *f = cur;
+}
+
+/* Submits the recording batch without waiting for it (after the uploads it waits for) and
+ * makes the frame that retired first the recording one (lock held). */
+static attn_status attn_vk_submit(attn_vk_device *d)
+{
+    struct attn_vk_async *a = d->async;
+    if (!d->recording)
+        return ATTN_OK;
+    VkResult r = attn_vk_end(d);
+    const uint64_t wait = a->copy_wait, signal = a->compute_sent + 1;
+    if (r == VK_SUCCESS) {
+        const VkTimelineSemaphoreSubmitInfo ts = {
+            .sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+            .waitSemaphoreValueCount = wait ? 1 : 0,
+            .pWaitSemaphoreValues = &wait,
+            .signalSemaphoreValueCount = 1,
+            .pSignalSemaphoreValues = &signal,
+        };
+        const VkPipelineStageFlags stage =
+            VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT;
+        const VkSubmitInfo si = {
+            .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+            .pNext = &ts,
+            .waitSemaphoreCount = wait ? 1 : 0,
+            .pWaitSemaphores = &a->copy,
+            .pWaitDstStageMask = &stage,
+            .commandBufferCount = 1,
+            .pCommandBuffers = &d->cmd,
+            .signalSemaphoreCount = 1,
+            .pSignalSemaphores = &a->compute,
+        };
+        r = vkQueueSubmit(d->queue, 1, &si, VK_NULL_HANDLE);
+    }
+    if (r != VK_SUCCESS) {
+        attn_vk_recycle(d); /* nothing is pending: the frame records again */
+        return attn_vk_fail(d, r, "vkEndCommandBuffer/vkQueueSubmit", "submitting a batch of launches");
+    }
+    a->compute_sent = signal;
+    attn_vk_frame *f = &a->spare[0];
+    for (int i = 1; i < ATTN_VK_FRAMES - 1; ++i)
+        if (a->spare[i].retire < f->retire)
+            f = &a->spare[i];
+    attn_status st = attn_vk_wait(d, a->compute, f->retire);
+    if (st != ATTN_OK)
+        return st; /* the device is lost: keep the frames as they are */
+    attn_vk_frame_swap(d, f);
+    f->retire = signal;
+    attn_vk_recycle(d);
+    return ATTN_OK;
+}
+
+static attn_status attn_vk_flush_async(attn_vk_device *d)
+{
+    struct attn_vk_async *a = d->async;
+    attn_status st = attn_vk_submit(d);
+    attn_status w = attn_vk_wait(d, a->compute, a->compute_sent);
+    attn_status c = attn_vk_wait(d, a->copy, a->copy_sent);
+    return st != ATTN_OK ? st : w != ATTN_OK ? w : c;
+}
+
+/* Timeline semaphores, spare frames and the upload command buffers, where the device
+ * was created with timeline semaphores; `tqueue` takes the uploads. Failing here only
+ * leaves uploads synchronous. */
+static void attn_vk_async_init(attn_vk_device *d, VkQueue tqueue)
+{
+    struct attn_vk_async *a = calloc(1, sizeof *a);
+    if (!a)
+        return;
+    a->wait_semaphores =
+        (PFN_vkWaitSemaphoresKHR)vkGetDeviceProcAddr(d->device, "vkWaitSemaphoresKHR");
+    a->counter_value = (PFN_vkGetSemaphoreCounterValueKHR)vkGetDeviceProcAddr(
+        d->device, "vkGetSemaphoreCounterValueKHR");
+    a->tqueue = tqueue;
+    a->staged = attn_vk_env_flag("ATTN_VK_STAGED_UPLOADS");
+    d->async = a; /* attn_vk_async_free below takes whatever was made */
+    VkSemaphoreTypeCreateInfo ti = {
+        .sType = VK_STRUCTURE_TYPE_SEMAPHORE_TYPE_CREATE_INFO,
+        .semaphoreType = VK_SEMAPHORE_TYPE_TIMELINE,
+    };
+    VkSemaphoreCreateInfo si = {.sType = VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO, .pNext = &ti};
+    VkCommandPoolCreateInfo pi = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
+        .flags = VK_COMMAND_POOL_CREATE_RESET_COMMAND_BUFFER_BIT,
+        .queueFamilyIndex = d->queue_family,
+    };
+    VkCommandBuffer cmds[ATTN_VK_COPY_SLOTS];
+    VkCommandBufferAllocateInfo ai = {
+        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
+        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
+        .commandBufferCount = ATTN_VK_COPY_SLOTS,
+    };
+    int ok = a->wait_semaphores && a->counter_value &&
+             vkCreateSemaphore(d->device, &si, NULL, &a->compute) == VK_SUCCESS &&
+             vkCreateSemaphore(d->device, &si, NULL, &a->copy) == VK_SUCCESS &&
+             vkCreateCommandPool(d->device, &pi, NULL, &a->tpool) == VK_SUCCESS;
+    ai.commandPool = a->tpool;
+    ok = ok && vkAllocateCommandBuffers(d->device, &ai, cmds) == VK_SUCCESS;
+    for (int i = 0; ok && i < ATTN_VK_COPY_SLOTS; ++i)
+        a->slots[i].cmd = cmds[i];
+    for (int i = 0; ok && i < ATTN_VK_FRAMES - 1; ++i)
+        ok = attn_vk_frame_make(d, &a->spare[i]) == ATTN_OK;
+    if (!ok) {
+        attn__log(d->ctx, ATTN_LOG_INFO, "Vulkan: uploads stay synchronous (setting up "
+                  "timeline semaphores and batches failed)");
+        attn_vk_async_free(d);
+    }
+}
+
+/* Everything of the overlapped uploads (the device idle: after a flush, or never used). */
+static void attn_vk_async_free(attn_vk_device *d)
+{
+    struct attn_vk_async *a = d->async;
+    if (!a)
+        return;
+    d->async = NULL;
+    for (int i = 0; i < ATTN_VK_FRAMES - 1; ++i)
+        attn_vk_frame_free(d, &a->spare[i]);
+    attn_vk_destroy_buffer(d, &a->ring);
+    if (a->tpool)
+        vkDestroyCommandPool(d->device, a->tpool, NULL); /* frees the slots' buffers */
+    if (a->compute)
+        vkDestroySemaphore(d->device, a->compute, NULL);
+    if (a->copy)
+        vkDestroySemaphore(d->device, a->copy, NULL);
+    free(a);
+}
 /* ---- device ------------------------------------------------------------------------------- */
 
 static void attn_vk_close(void *dev);
@@ -576,8 +876,18 @@ static attn_status attn_vk_open(attn_context *ctx, uint32_t index, void **out)
     int int64 = c.features.shaderInt64 == VK_TRUE;
     int f16 = c.storage16.storageBuffer16BitAccess == VK_TRUE &&
               !attn_vk_env_flag("ATTN_VK_NO_16BIT_STORAGE");
+    /* Timeline semaphores order overlapped uploads and compute (ATTN_VK_NO_ASYNC=1: off,
+     * every batch is waited for, as on a device without them). */
+    const int timeline = c.has_timeline_ext && c.timeline.timelineSemaphore == VK_TRUE &&
+                         !attn_vk_env_flag("ATTN_VK_NO_ASYNC");
+    VkPhysicalDeviceTimelineSemaphoreFeatures tl = {
+        .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_TIMELINE_SEMAPHORE_FEATURES,
+        .timelineSemaphore = VK_TRUE,
+    };
+    const char *const extensions[] = {VK_KHR_TIMELINE_SEMAPHORE_EXTENSION_NAME};
     VkPhysicalDevice16BitStorageFeatures s16 = {
         .sType = VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES,
+        .pNext = timeline ? &tl : NULL,
         .storageBuffer16BitAccess = f16 ? VK_TRUE : VK_FALSE,
     };
     VkPhysicalDeviceFeatures2 feats = {
@@ -585,18 +895,22 @@ static attn_status attn_vk_open(attn_context *ctx, uint32_t index, void **out)
         .pNext = &s16,
     };
     feats.features.shaderInt64 = int64 ? VK_TRUE : VK_FALSE;
-    float prio = 1.0f;
+    /* A second queue of the family, where it has one, takes the overlapped uploads. */
+    const float prio[2] = {1.0f, 1.0f};
+    const uint32_t nqueues = timeline && q[fam].queueCount >= 2 ? 2 : 1;
     VkDeviceQueueCreateInfo qi = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO,
         .queueFamilyIndex = d->queue_family,
-        .queueCount = 1,
-        .pQueuePriorities = &prio,
+        .queueCount = nqueues,
+        .pQueuePriorities = prio,
     };
     VkDeviceCreateInfo di = {
         .sType = VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO,
         .pNext = &feats,
         .queueCreateInfoCount = 1,
         .pQueueCreateInfos = &qi,
+        .enabledExtensionCount = timeline ? 1 : 0,
+        .ppEnabledExtensionNames = timeline ? extensions : NULL,
     };
     r = vkCreateDevice(d->phys, &di, NULL, &d->device);
     if (r != VK_SUCCESS) {
@@ -611,8 +925,15 @@ static attn_status attn_vk_open(attn_context *ctx, uint32_t index, void **out)
     if (st != ATTN_OK) {
         attn_vk_close(d);
         *out = NULL;
+        return st;
     }
-    return st;
+    if (timeline) {
+        VkQueue tqueue = d->queue;
+        if (nqueues == 2)
+            vkGetDeviceQueue(d->device, d->queue_family, 1, &tqueue);
+        attn_vk_async_init(d, tqueue);
+    }
+    return ATTN_OK;
 }
 
 /* The application's instance, physical device, device and queue. Which optional features
@@ -677,6 +998,7 @@ static void attn_vk_close(void *dev)
         pthread_mutex_lock(&d->lock);
         attn_vk_flush(d);
         pthread_mutex_unlock(&d->lock);
+        attn_vk_async_free(d);
         /* Only our own objects; the queue may be the application's, so no vkDeviceWaitIdle
          * on its behalf: our work has finished at the flush above. */
         attn_vk_destroy_buffer(d, &d->staging);
@@ -757,7 +1079,7 @@ static attn_status attn_vk_staged(attn_vk_device *d, attn_vk_buffer *b, uint64_t
 {
     attn_status st = ATTN_OK;
     if (!d->staging.buffer)
-        st = attn_vk_make_buffer(d, ATTN_VK_STAGING_BYTES, 1,
+        st = attn_vk_make_buffer(d, ATTN_VK_STAGING_BYTES, 2,
                                  VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
                                  &d->staging);
     for (uint64_t done = 0; st == ATTN_OK && done < bytes;) {
@@ -839,6 +1161,200 @@ static attn_status attn_vk_finish(void *dev)
     return st;
 }
 
+/* ---- overlapped uploads: the backend.h ops ------------------------------------------------ */
+
+/* The latest value on each timeline among the events `wait`. */
+static void attn_vk_event_max(void *const *wait, uint32_t num_wait, uint64_t *compute,
+                              uint64_t *copy)
+{
+    *compute = *copy = 0;
+    for (uint32_t i = 0; i < num_wait; ++i) {
+        const attn_vk_event *e = wait[i];
+        uint64_t *v = e && e->copy ? copy : compute;
+        if (e && e->value > *v)
+            *v = e->value;
+    }
+}
+
+/* An upload through the staging ring on the transfer queue once compute has reached
+ * `after`; *done receives the copy value that completes it (lock held). */
+static attn_status attn_vk_upload_staged(attn_vk_device *d, attn_vk_buffer *b, uint64_t offset,
+                                         const char *src, uint64_t bytes, uint64_t after,
+                                         uint64_t *done)
+{
+    struct attn_vk_async *a = d->async;
+    const uint64_t part = ATTN_VK_STAGING_BYTES / ATTN_VK_COPY_SLOTS;
+    attn_status st = ATTN_OK;
+    if (!a->ring.buffer)
+        st = attn_vk_make_buffer(d, ATTN_VK_STAGING_BYTES, 2, VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
+                                 &a->ring);
+    for (uint64_t at = 0; st == ATTN_OK && at < bytes;) {
+        const uint64_t n = bytes - at < part ? bytes - at : part;
+        const uint32_t i = a->next_slot;
+        attn_vk_copy_slot *slot = &a->slots[i];
+        a->next_slot = (i + 1) % ATTN_VK_COPY_SLOTS;
+        /* The slot's part of the ring is free once its previous upload has run. */
+        if ((st = attn_vk_wait(d, a->copy, slot->retire)) != ATTN_OK)
+            break;
+        memcpy((char *)a->ring.mapped + i * part, src + at, n);
+        const VkCommandBufferBeginInfo bi = {
+            .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO,
+            .flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT,
+        };
+        VkResult r = vkResetCommandBuffer(slot->cmd, 0);
+        if (r == VK_SUCCESS)
+            r = vkBeginCommandBuffer(slot->cmd, &bi);
+        if (r == VK_SUCCESS) {
+            const VkBufferCopy region = {i * part, offset + at, n};
+            vkCmdCopyBuffer(slot->cmd, a->ring.buffer, b->buffer, 1, &region);
+            r = vkEndCommandBuffer(slot->cmd);
+        }
+        const uint64_t signal = a->copy_sent + 1;
+        if (r == VK_SUCCESS) {
+            const VkTimelineSemaphoreSubmitInfo ts = {
+                .sType = VK_STRUCTURE_TYPE_TIMELINE_SEMAPHORE_SUBMIT_INFO,
+                .waitSemaphoreValueCount = after ? 1 : 0,
+                .pWaitSemaphoreValues = &after,
+                .signalSemaphoreValueCount = 1,
+                .pSignalSemaphoreValues = &signal,
+            };
+            const VkPipelineStageFlags stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
+            const VkSubmitInfo si = {
+                .sType = VK_STRUCTURE_TYPE_SUBMIT_INFO,
+                .pNext = &ts,
+                .waitSemaphoreCount = after ? 1 : 0,
+                .pWaitSemaphores = &a->compute,
+                .pWaitDstStageMask = &stage,
+                .commandBufferCount = 1,
+                .pCommandBuffers = &slot->cmd,
+                .signalSemaphoreCount = 1,
+                .pSignalSemaphores = &a->copy,
+            };
+            r = vkQueueSubmit(a->tqueue, 1, &si, VK_NULL_HANDLE);
+        }
+        if (r != VK_SUCCESS) {
+            st = attn_vk_fail(d, r, "vkQueueSubmit", "an overlapped upload");
+            break;
+        }
+        a->copy_sent = slot->retire = signal;
+        at += n;
+    }
+    *done = a->copy_sent;
+    return st;
+}
+
+static attn_status attn_vk_write_async(void *dev, void *buf, uint64_t offset, const void *src,
+                                       uint64_t bytes, void *const *wait, uint32_t num_wait,
+                                       void **event)
+{
+    attn_vk_device *d = dev;
+    attn_vk_buffer *b = buf;
+    struct attn_vk_async *a = d->async;
+    *event = NULL;
+    if (offset > b->size || bytes > b->size - offset)
+        return attn__fail(d->ctx, ATTN_ERROR_INVALID_ARGUMENT,
+                          "Vulkan: an upload of %llu bytes at %llu into a buffer of %llu",
+                          (unsigned long long)bytes, (unsigned long long)offset,
+                          (unsigned long long)b->size);
+    attn_vk_event *e = calloc(1, sizeof *e);
+    if (!e)
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
+    e->copy = 1;
+    attn_status st = ATTN_OK;
+    if (!a) {
+        st = attn_vk_buffer_write(dev, buf, offset, src, bytes); /* after everything */
+    } else {
+        uint64_t after, after_copy, now = 0;
+        attn_vk_event_max(wait, num_wait, &after, &after_copy);
+        pthread_mutex_lock(&d->lock);
+        const uint64_t sent = a->compute_sent;
+        /* The order of events, for tests and diagnosis: this upload starts while a batch
+         * submitted earlier still computes. */
+        if (a->counter_value(d->device, a->compute, &now) == VK_SUCCESS && now < sent)
+            attn__log(d->ctx, ATTN_LOG_DEBUG,
+                      "Vulkan: upload of %llu bytes overlaps compute (batch %llu of %llu "
+                      "running)", (unsigned long long)bytes, (unsigned long long)now + 1,
+                      (unsigned long long)sent);
+        if (!b->mapped || a->staged)
+            st = attn_vk_upload_staged(d, b, offset, src, bytes, after, &e->value);
+        pthread_mutex_unlock(&d->lock);
+        if (b->mapped && !a->staged) {
+            /* A host copy once the slot's last readers have run; the batches submitted
+             * after them keep the device busy meanwhile. */
+            st = attn_vk_wait(d, a->compute, after);
+            if (st == ATTN_OK)
+                st = attn_vk_wait(d, a->copy, after_copy);
+            if (st == ATTN_OK && bytes)
+                memcpy((char *)b->mapped + offset, src, bytes);
+        }
+    }
+    if (st != ATTN_OK) {
+        free(e);
+        return st;
+    }
+    *event = e;
+    return ATTN_OK;
+}
+
+static attn_status attn_vk_compute_marker(void *dev, void **event)
+{
+    attn_vk_device *d = dev;
+    *event = NULL;
+    attn_vk_event *e = calloc(1, sizeof *e);
+    if (!e)
+        return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
+    attn_status st = ATTN_OK;
+    if (d->async) { /* without, every upload waits for everything: the marker is complete */
+        pthread_mutex_lock(&d->lock);
+        st = attn_vk_submit(d);
+        e->value = d->async->compute_sent;
+        pthread_mutex_unlock(&d->lock);
+    }
+    if (st != ATTN_OK) {
+        free(e);
+        return st;
+    }
+    *event = e;
+    return ATTN_OK;
+}
+
+static attn_status attn_vk_event_wait(void *dev, void *event)
+{
+    attn_vk_device *d = dev;
+    const attn_vk_event *e = event;
+    if (!e || !e->value || !d->async)
+        return ATTN_OK;
+    return attn_vk_wait(d, e->copy ? d->async->copy : d->async->compute, e->value);
+}
+
+static void attn_vk_event_release(void *dev, void *event)
+{
+    (void)dev;
+    free(event);
+}
+
+/* A launch after the uploads it waits for: its batch waits for their copy value on the
+ * device, and launches recorded before it go first, in a batch of their own. */
+static attn_status attn_vk_launch_after(void *dev, void *kernel, const attn__launch *l)
+{
+    attn_vk_device *d = dev;
+    if (d->async && l && l->num_wait) {
+        uint64_t compute, copy;
+        attn_vk_event_max(l->wait, l->num_wait, &compute, &copy);
+        attn_status st = ATTN_OK;
+        pthread_mutex_lock(&d->lock);
+        if (copy > d->async->copy_wait) {
+            if (d->recording && d->dispatched)
+                st = attn_vk_submit(d);
+            d->async->copy_wait = copy;
+        }
+        pthread_mutex_unlock(&d->lock);
+        if (st != ATTN_OK)
+            return st;
+    }
+    return attn_vk_launch(dev, kernel, l);
+}
+
 const attn__backend_ops attn__vulkan_ops = {
     .id = ATTN_BACKEND_VULKAN,
     .name = "vulkan",
@@ -856,6 +1372,10 @@ const attn__backend_ops attn__vulkan_ops = {
     .buffer_host_ptr = attn_vk_buffer_host_ptr,
     .compile = attn_vk_compile,
     .kernel_free = attn_vk_kernel_free,
-    .launch = attn_vk_launch,
+    .launch = attn_vk_launch_after,
     .finish = attn_vk_finish,
+    .write_async = attn_vk_write_async,
+    .compute_marker = attn_vk_compute_marker,
+    .event_wait = attn_vk_event_wait,
+    .event_release = attn_vk_event_release,
 };

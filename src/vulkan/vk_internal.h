@@ -63,6 +63,9 @@ typedef struct attn_vk_device {
      * checksum of the data last read or written, so that unchanged data is not rewritten. */
     int pipeline_cache_loaded;
     uint64_t pipeline_cache_sum;
+    /* Overlapped uploads and batches in flight (vk_backend.c); NULL where the device has no
+     * timeline semaphores (or they are off): then every batch is waited for. */
+    struct attn_vk_async *async;
 } attn_vk_device;
 
 /* vk_backend.c */
@@ -73,7 +76,8 @@ const char *attn_vk_result_name(VkResult r);
 void attn_vk_barrier(attn_vk_device *d);
 /* Begins the batch's command buffer if needed (lock held). */
 attn_status attn_vk_begin(attn_vk_device *d);
-/* Submits the batch, waits for it and recycles its descriptors and params (lock held). */
+/* Submits the batch, waits for it and for everything submitted before (uploads included),
+ * and recycles its descriptors and params (lock held). */
 attn_status attn_vk_flush(attn_vk_device *d);
 
 /* vk_kernel.c */
