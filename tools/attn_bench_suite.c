@@ -240,7 +240,7 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
     const bench_opts *o = st->o;
     const bench_shape *s = &r->s;
     const size_t esize = s->dtype == ATTN_DTYPE_F16 ? 2 : 4;
-    size_t n[4];
+    size_t n[4]; /* the fixed shapes: far from overflowing */
     bench_count4(s->batch, s->q_len, s->heads, s->head_dim, &n[0]);
     bench_count4(s->batch, s->kv_len, s->kv_heads, s->head_dim, &n[1]);
     bench_count4(s->batch, s->kv_len, s->kv_heads, s->v_head_dim, &n[2]);
@@ -266,7 +266,7 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
     const double est_base_ms = res->gemm_flops * br->spf * runs * 1e3;
     if (cap_ms > 0 && est_ms > cap_ms) {
         snprintf(res->skipped, sizeof res->skipped,
-                 "estimated %.0f s > --max-seconds-per-row %" PRId64 " (rate %s)",
+                 "estimated %.1f s > --max-seconds-per-row %" PRId64 " (rate %s)",
                  est_ms * 1e-3, o->max_seconds_per_row, ar->from);
         return;
     }
@@ -307,7 +307,7 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
         snprintf(res->base_note, sizeof res->base_note, "%s", dv->base_why);
     } else if (cap_ms > 0 && est_ms + est_base_ms > cap_ms) {
         snprintf(res->base_note, sizeof res->base_note,
-                 "baseline skipped: estimated %.0f s with it > %" PRId64 " s; baseline %s",
+                 "baseline skipped: estimated %.1f s with it > %" PRId64 " s; baseline %s",
                  (est_ms + est_base_ms) * 1e-3, o->max_seconds_per_row, br->from);
         st->any_skipped = true;
         base = false;
