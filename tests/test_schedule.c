@@ -13,8 +13,8 @@
 #include "test_util.h"
 
 /* Device contexts for the scheduler: devices 0 .. device_count() - 1 are the OpenCL ones,
- * which every test runs on; the decode tests and the overlap test also run on the Vulkan
- * devices, numbered after them up to all_device_count() - 1 (the long budget tests would
+ * which every test runs on; the decode, mixed-budget, progress and overlap tests also run
+ * on the Vulkan devices, numbered after them up to all_device_count() - 1 (the long budget tests would
  * take minutes on llvmpipe; tests/test_vulkan.c runs the scheduler there on its own). */
 static int device_count(void)
 {
@@ -645,6 +645,105 @@ START_TEST(test_decode_split)
 }
 END_TEST
 
+/* Decode with K/V in library buffers at offsets and strides that the Vulkan kernel's wide
+ * loads do not fit, so that it takes its narrower variants: element offsets 0, 16, 4 and 1,
+ * rows padded by 0, 16, 8 or 3 elements, and V with element stride 2. */
+START_TEST(test_decode_layouts)
+{
+    enum { B = 2, H = 8, Hk = 2, Sk = 300, D = 64 };
+    static const struct {
+        int64_t off, pad, vstep;
+    } lay[] = {{0, 0, 1}, {16, 16, 1}, {4, 8, 1}, {1, 3, 1}, {0, 0, 2}};
+    const size_t nq = (size_t)B * H * D, nk = (size_t)B * Sk * Hk * D;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4);
+    float *o = malloc(nq * 4), *o_ref = malloc(nq * 4);
+    tu_fill_uniform(q, nq, 91);
+    tu_fill_uniform(k, nk, 92);
+    tu_fill_uniform(v, nk, 93);
+    tu_round_to_half(q, nq), tu_round_to_half(k, nk), tu_round_to_half(v, nk);
+    attn_desc d = ATTN_DESC_INIT;
+    d.batch = B, d.num_heads = H, d.num_kv_heads = Hk, d.q_len = 1, d.kv_len = Sk, d.head_dim = D;
+    attn_run_args a = ATTN_RUN_ARGS_INIT;
+    a.q = attn_tensor_host(ATTN_DTYPE_F32, B, 1, H, D, q);
+    a.k = attn_tensor_host(ATTN_DTYPE_F32, B, Sk, Hk, D, k);
+    a.v = attn_tensor_host(ATTN_DTYPE_F32, B, Sk, Hk, D, v);
+    a.o = attn_tensor_host(ATTN_DTYPE_F32, B, 1, H, D, o_ref);
+    char msg[256];
+    ck_assert_msg(tu_reference_run(&d, &a, msg, sizeof msg) == ATTN_OK, "%s", msg);
+    for (int dev = 0; dev < all_device_count(); ++dev)
+        for (int f16 = 0; f16 < 2; ++f16) {
+            const attn_dtype dt = f16 ? ATTN_DTYPE_F16 : ATTN_DTYPE_F32;
+            const size_t es = f16 ? 2 : 4;
+            attn_context *ctx = device_ctx(dev, ATTN_FAMILY_AUTO, 0);
+            d.dtype = dt;
+            attn_plan *plan = NULL;
+            ck_assert_msg(attn_plan_create(ctx, &d, &plan) == ATTN_OK, "%s", attn_last_detail());
+            attn_plan_info info = info_blank();
+            attn_plan_get_info(plan, &info);
+            ck_assert_msg(strstr(info.kernel, "attn_decode") == info.kernel, "%s", info.kernel);
+            void *qs = malloc(nq * es);
+            uint16_t *oh = malloc(nq * 2);
+            for (size_t i = 0; i < nq; ++i) {
+                if (f16)
+                    ((uint16_t *)qs)[i] = tu_float_to_half(q[i]);
+                else
+                    ((float *)qs)[i] = q[i];
+            }
+            for (size_t li = 0; li < sizeof lay / sizeof lay[0]; ++li) {
+                /* K rows of Hk * D elements plus pad; V the same with its element stride. */
+                int64_t st[2][4];
+                attn_buffer *buf[2] = {NULL, NULL};
+                for (int t = 0; t < 2; ++t) {
+                    const int64_t step = t ? lay[li].vstep : 1;
+                    st[t][3] = step, st[t][2] = D * step, st[t][1] = Hk * D * step + lay[li].pad;
+                    st[t][0] = Sk * st[t][1];
+                    const size_t n = (size_t)(lay[li].off + B * st[t][0]);
+                    char *host = calloc(n, es);
+                    const float *src = t ? v : k;
+                    for (int64_t b = 0; b < B; ++b)
+                        for (int64_t j = 0; j < Sk; ++j)
+                            for (int64_t h = 0; h < Hk; ++h)
+                                for (int64_t e = 0; e < D; ++e) {
+                                    const size_t at = (size_t)(lay[li].off + b * st[t][0] +
+                                                               j * st[t][1] + h * st[t][2] + e * st[t][3]);
+                                    const float x = src[((b * Sk + j) * Hk + h) * D + e];
+                                    if (f16)
+                                        ((uint16_t *)host)[at] = tu_float_to_half(x);
+                                    else
+                                        ((float *)host)[at] = x;
+                                }
+                    ck_assert_int_eq(attn_buffer_create(ctx, n * es, &buf[t]), ATTN_OK);
+                    ck_assert_int_eq(attn_buffer_upload(buf[t], 0, host, n * es), ATTN_OK);
+                    free(host);
+                }
+                attn_run_args r = ATTN_RUN_ARGS_INIT;
+                r.q = attn_tensor_host(dt, B, 1, H, D, qs);
+                r.k = attn_tensor_buffer(dt, B, Sk, Hk, D, buf[0], (uint64_t)lay[li].off * es);
+                r.v = attn_tensor_buffer(dt, B, Sk, Hk, D, buf[1], (uint64_t)lay[li].off * es);
+                memcpy(r.k.stride, st[0], sizeof st[0]);
+                memcpy(r.v.stride, st[1], sizeof st[1]);
+                r.o = attn_tensor_host(dt, B, 1, H, D, f16 ? (void *)oh : (void *)o);
+                ck_assert_msg(attn_plan_run(plan, &r) == ATTN_OK, "%s", attn_last_detail());
+                for (size_t i = 0; f16 && i < nq; ++i)
+                    o[i] = tu_half_to_float(oh[i]);
+                tu_compare_result res;
+                const int ok = tu_compare(o, o_ref, nq, tu_tolerance(dt), &res);
+                tu_compare_describe(&res, msg, sizeof msg);
+                ck_assert_msg(ok, "%s %s: offset %lld, pad %lld, V step %lld: %s",
+                              tu_backend_name(device_backend(dev)), tu_dtype_name(dt),
+                              (long long)lay[li].off, (long long)lay[li].pad,
+                              (long long)lay[li].vstep, msg);
+                attn_buffer_destroy(buf[0]);
+                attn_buffer_destroy(buf[1]);
+            }
+            free(qs), free(oh);
+            attn_plan_destroy(plan);
+            attn_context_destroy(ctx);
+        }
+    free(q), free(k), free(v), free(o), free(o_ref);
+}
+END_TEST
+
 /* Overlapped uploads on Vulkan: a budgeted run with host tensors streams many key chunks;
  * with timeline semaphores each chunk's upload starts while an earlier chunk still
  * computes (the backend says so in a debug message when it issues the upload: the order
@@ -752,6 +851,7 @@ int main(void)
     tcase_add_test(tc, test_progress_and_cancel);
     tcase_add_test(tc, test_kv_cache_decode);
     tcase_add_test(tc, test_decode_split);
+    tcase_add_test(tc, test_decode_layouts);
     tcase_add_test(tc, test_overlap_vulkan);
     tcase_add_test(tc, test_oom_recovery);
     tcase_add_test(tc, test_mixed_under_budget);

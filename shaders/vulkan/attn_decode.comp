@@ -18,9 +18,8 @@
  *   - lanes never exchange data (no shared memory, no barriers, no subgroup operations),
  *     and each lane's arithmetic is useful: on llvmpipe the LANES invocations are the
  *     lanes of one vector, each with its own key;
- *   - K/V rows load as vec4s where the layout allows (KV_VEC: unit element stride,
- *     offsets that are multiples of 4): llvmpipe pays a loop over the lanes per load
- *     instruction, whatever its width.
+ *   - K/V rows load as wide words where the layout allows (KV_VEC below): llvmpipe pays
+ *     a loop over the lanes per load instruction and a scalar load per component.
  * Buffers: 0 q, 1 k, 2 v, 3 mask, 4 kv_lens, 5 opart, 6 lpart.
  * Launch: groups (num_splits / LANES, num_kv_heads, batch), local (LANES, 1, 1).
  * Partials: O [batch][kv_heads][num_splits][ROWS][V_HEAD_DIM], lse [..][num_splits][ROWS],
@@ -49,29 +48,64 @@
 
 layout(local_size_x = LANES, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
 
+/* K and V rows as words of several elements (a run-time switch would not do: llvmpipe
+ * runs both sides of a branch). There, a load instruction costs a loop over the lanes with
+ * one scalar load per component, so the widest components load the most per instruction:
+ *   KV_VEC 2: u64vec4 words, 8 floats or 16 halves (shaderInt64; else as KV_VEC 1);
+ *   KV_VEC 1: vec4 words, or 4 halves as a uvec2;
+ *   KV_VEC 0: element by element, any strides.
+ * The planner picks the widest whose element count divides the head dims, and at run time
+ * falls back to a narrower one unless K and V have unit element stride and offsets that
+ * are multiples of it (KV_EPW elements). */
 #ifndef KV_VEC
-#define KV_VEC (HEAD_DIM % 4 == 0 && V_HEAD_DIM % 4 == 0)
+#define KV_VEC 1
 #endif
-#if KV_VEC
-/* K and V rows as 4-element words (vec4, f16vec4, or 4 packed halves in a uvec2): the
- * planner picks this variant when both have unit element stride and offsets that are
- * multiples of 4. (A run-time switch would not do: llvmpipe runs both sides of a branch.) */
-#if !STORAGE_F16
-ATTN_BUF_RO(1, vec4, vec4, 4, k4)
-ATTN_BUF_RO(2, vec4, vec4, 4, v4)
-#define ATTN_V4(x) (x)
-#elif ATTN_VK_F16
-ATTN_BUF_RO(1, f16vec4, vec4, 3, k4)
-ATTN_BUF_RO(2, f16vec4, vec4, 3, v4)
-#define ATTN_V4(x) (x)
-#else
-ATTN_BUF_RO(1, uvec2, uvec2, 3, k4)
-ATTN_BUF_RO(2, uvec2, uvec2, 3, v4)
-#define ATTN_V4(w) vec4(unpackHalf2x16((w).x), unpackHalf2x16((w).y))
+#if KV_VEC == 2 && !ATTN_VK_INT64
+#undef KV_VEC
+#define KV_VEC 1
 #endif
+#if KV_VEC == 2
+#define KV_EPW (STORAGE_F16 != 0 ? 16 : 8)
+#define KV_WORD u64vec4
+ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kw)
+ATTN_BUF_RO(2, u64vec4, u64vec4, 5, vw)
+#elif KV_VEC == 1 && STORAGE_F16
+#define KV_EPW 4
+#define KV_WORD uvec2
+ATTN_BUF_RO(1, uvec2, uvec2, 3, kw)
+ATTN_BUF_RO(2, uvec2, uvec2, 3, vw)
+#elif KV_VEC == 1
+#define KV_EPW 4
+#define KV_WORD vec4
+ATTN_BUF_RO(1, vec4, vec4, 4, kw)
+ATTN_BUF_RO(2, vec4, vec4, 4, vw)
 #else
 ATTN_STORE_RO(1, k)
 ATTN_STORE_RO(2, v)
+#endif
+/* Word w_ as KV_EPW / 4 vec4s into dst[at], dst[at + 1], ... */
+#if KV_VEC == 2 && STORAGE_F16
+#define KV_UNPACK(dst, at, w_)                                                               \
+    [[unroll]] for (int u_ = 0; u_ < 4; ++u_) {                                              \
+        const uvec2 h_ = unpack32(w_[u_]);                                                   \
+        dst[(at) + u_] = vec4(unpackHalf2x16(h_.x), unpackHalf2x16(h_.y));                   \
+    }
+#elif KV_VEC == 2
+#define KV_UNPACK(dst, at, w_)                                                               \
+    dst[at] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                        \
+    dst[(at) + 1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));
+#elif KV_VEC == 1 && STORAGE_F16
+#define KV_UNPACK(dst, at, w_) dst[at] = vec4(unpackHalf2x16(w_.x), unpackHalf2x16(w_.y));
+#elif KV_VEC == 1
+#define KV_UNPACK(dst, at, w_) dst[at] = w_;
+#endif
+#if KV_VEC
+/* Row `base` (a multiple of KV_EPW) of K or V as n4 vec4s. */
+#define ATTN_ROW_W(dst, n4, name, base)                                                      \
+    [[unroll]] for (int c = 0; c < (n4) / (KV_EPW / 4); ++c) {                               \
+        const KV_WORD w = name##_ld((base) / IDX(KV_EPW) + IDX(c));                          \
+        KV_UNPACK(dst, c * (KV_EPW / 4), w)                                                  \
+    }
 #endif
 ATTN_STORE_RO(0, q)
 ATTN_MASK_RO(3)
@@ -130,8 +164,7 @@ void main()
             const IDX kb = kbase + IDX(live ? j : j_begin) * PI(k_s1);
             vec4 kr[NQ4];
 #if KV_VEC
-            [[unroll]] for (int c = 0; c < NQ4; ++c)
-                kr[c] = ATTN_V4(k4_ld((kb >> 2) + IDX(c)));
+            ATTN_ROW_W(kr, NQ4, kw, kb)
 #else
             ATTN_ROW(kr, NQ4, HEAD_DIM, k, kb, PI(k_s3))
 #endif
@@ -182,8 +215,7 @@ void main()
             const IDX vb = vbase + IDX(j < j_end ? j : j_begin) * PI(v_s1);
             vec4 vr[NV4];
 #if KV_VEC
-            [[unroll]] for (int c = 0; c < NV4; ++c)
-                vr[c] = ATTN_V4(v4_ld((vb >> 2) + IDX(c)));
+            ATTN_ROW_W(vr, NV4, vw, vb)
 #else
             ATTN_ROW(vr, NV4, V_HEAD_DIM, v, vb, PI(v_s3))
 #endif

@@ -150,6 +150,21 @@ static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *
     return n;
 }
 
+/* Vulkan: elements per K/V load of the shader's variant kv_vec (KV_VEC in
+ * attn_decode.comp), and the widest variant whose words divide both head dims. */
+static int64_t decode_epw(const attn_plan *plan, int kv_vec)
+{
+    return kv_vec == 2 ? (plan->pb.dtype == ATTN_DTYPE_F16 ? 16 : 8) : kv_vec == 1 ? 4 : 1;
+}
+
+static int decode_kv_vec(const attn_plan *plan)
+{
+    int v = 2;
+    while (v > 0 && (plan->pb.head_dim % decode_epw(plan, v) || plan->pb.v_head_dim % decode_epw(plan, v)))
+        --v;
+    return v;
+}
+
 static attn_status decode_kernels(attn_plan *plan, int kv_vec, void *k[2])
 {
     static const char *const files[] = {"attn_decode.cl"};
@@ -205,7 +220,7 @@ static attn_status plan_decode(attn_plan *plan)
         splits = 1;
     plan->info.work_group_size = (uint32_t)lanes;
     void *k[2] = {NULL, NULL};
-    attn_status st = decode_kernels(plan, glsl && p->head_dim % 4 == 0 && p->v_head_dim % 4 == 0, k);
+    attn_status st = decode_kernels(plan, glsl ? decode_kv_vec(plan) : 0, k);
     if (st != ATTN_OK)
         return st;
     plan->decode = 1;
@@ -596,17 +611,20 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             return st;
         kp.num_splits = plan->num_splits;
         kp.split_len = plan->split_len;
-        /* Vulkan: the plan's kernel reads K/V rows as vec4s where head dims allow; a
-         * layout that does not (element stride, offsets not multiples of 4) takes the
-         * element-wise variant, compiled on first use. */
+        /* Vulkan: the plan's kernel reads K/V rows in the widest words the head dims
+         * allow; a layout whose element stride or offsets do not fit them takes a narrower
+         * variant, compiled on first use. */
         void *kdec = plan->k_dec, *kmerge = plan->k_dec_merge;
         const int glsl = ctx->ops->lang == ATTN__LANG_GLSL;
-        const int64_t k_or = k.off | k.stride[0] | k.stride[1] | k.stride[2];
-        const int64_t v_or = v.off | v.stride[0] | v.stride[1] | v.stride[2];
-        if (glsl && p->head_dim % 4 == 0 && p->v_head_dim % 4 == 0 &&
-            (k.stride[3] != 1 || v.stride[3] != 1 || ((k_or | v_or) & 3))) {
+        const int64_t kv_or = k.off | k.stride[0] | k.stride[1] | k.stride[2] | v.off |
+                              v.stride[0] | v.stride[1] | v.stride[2];
+        const int planned = glsl ? decode_kv_vec(plan) : 0;
+        int fits = planned;
+        while (fits > 0 && (k.stride[3] != 1 || v.stride[3] != 1 || kv_or % decode_epw(plan, fits)))
+            --fits;
+        if (fits != planned) {
             void *kv[2] = {NULL, NULL};
-            if ((st = decode_kernels(plan, 0, kv)))
+            if ((st = decode_kernels(plan, fits, kv)))
                 return st;
             kdec = kv[0], kmerge = kv[1];
         }

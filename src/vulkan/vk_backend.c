@@ -998,6 +998,11 @@ static void attn_vk_close(void *dev)
         pthread_mutex_lock(&d->lock);
         attn_vk_flush(d);
         pthread_mutex_unlock(&d->lock);
+        /* The timelines are signalled before a driver is done with a submission (llvmpipe's
+         * queue thread still releases it, semaphores included): the queues go idle first.
+         * (Uploads overlap compute only on the library's own device.) */
+        if (d->async && d->owns_device)
+            vkDeviceWaitIdle(d->device);
         attn_vk_async_free(d);
         /* Only our own objects; the queue may be the application's, so no vkDeviceWaitIdle
          * on its behalf: our work has finished at the flush above. */
