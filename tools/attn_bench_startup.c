@@ -127,41 +127,52 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
     return remove(path);
 }
 
-/* The environment of a child: ours, with every cache the measurement depends on pointed
- * into `root`, and the switches that would turn a cache off (a warm trial would then be
- * cold) removed. */
+/* The caches a measurement depends on, each pointed into a trial's directory, and the
+ * switches that would turn a cache off (a warm trial would then be cold), removed. */
+static const char *const cache_vars[] = {"ATTN_CACHE_DIR", "POCL_CACHE_DIR",
+                                         "MESA_SHADER_CACHE_DIR", "MESA_GLSL_CACHE_DIR",
+                                         "XDG_CACHE_HOME"};
+static const char *const cache_dirs[] = {"attn", "pocl", "mesa", "mesa", "xdg"};
+static const char *const cache_switches[] = {"MESA_SHADER_CACHE_DISABLE",
+                                             "MESA_GLSL_CACHE_DISABLE", "POCL_KERNEL_CACHE"};
+#define NUM_CACHE_VARS (sizeof cache_vars / sizeof cache_vars[0])
+
+static bool names_var(const char *entry, const char *name)
+{
+    const size_t len = strlen(name);
+    return strncmp(entry, name, len) == 0 && entry[len] == '=';
+}
+
+/* Our environment with the cache variables set into `root`: ours, then
+ * NUM_CACHE_VARS strings of its own at the end. NULL if out of memory. */
 static char **child_env(const char *root)
 {
-    static const char *const names[] = {"ATTN_CACHE_DIR", "POCL_CACHE_DIR",
-                                        "MESA_SHADER_CACHE_DIR", "MESA_GLSL_CACHE_DIR",
-                                        "XDG_CACHE_HOME"};
-    static const char *const dirs[] = {"attn", "pocl", "mesa", "mesa", "xdg"};
-    static const char *const dropped[] = {"MESA_SHADER_CACHE_DISABLE", "MESA_GLSL_CACHE_DISABLE",
-                                          "POCL_KERNEL_CACHE"};
-    const size_t num = sizeof names / sizeof names[0];
     size_t count = 0;
     while (environ[count])
         count++;
-    char **env = calloc(count + num + 1, sizeof *env);
+    char **env = calloc(count + NUM_CACHE_VARS + 1, sizeof *env);
     if (!env)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < count; i++) {
         bool keep = true;
-        for (size_t j = 0; j < num + 3 && keep; j++) {
-            const char *name = j < num ? names[j] : dropped[j - num];
-            size_t len = strlen(name);
-            keep = !(strncmp(environ[i], name, len) == 0 && environ[i][len] == '=');
-        }
+        for (size_t j = 0; j < NUM_CACHE_VARS; j++)
+            keep = keep && !names_var(environ[i], cache_vars[j]);
+        for (size_t j = 0; j < sizeof cache_switches / sizeof cache_switches[0]; j++)
+            keep = keep && !names_var(environ[i], cache_switches[j]);
         if (keep)
             env[k++] = environ[i];
     }
-    for (size_t j = 0; j < num; j++) {
-        size_t len = strlen(names[j]) + strlen(root) + strlen(dirs[j]) + 3;
+    for (size_t j = 0; j < NUM_CACHE_VARS; j++) {
+        size_t len = strlen(cache_vars[j]) + strlen(root) + strlen(cache_dirs[j]) + 3;
         char *e = malloc(len);
-        if (!e)
-            return env; /* the caller frees what was made; the child then fails clearly */
-        snprintf(e, len, "%s=%s/%s", names[j], root, dirs[j]);
+        if (!e) { /* without every directory a cold trial would not be cold */
+            while (j-- > 0)
+                free(env[--k]);
+            free(env);
+            return NULL;
+        }
+        snprintf(e, len, "%s=%s/%s", cache_vars[j], root, cache_dirs[j]);
         env[k++] = e;
     }
     return env;
@@ -171,13 +182,11 @@ static void child_env_free(char **env)
 {
     if (!env)
         return;
-    for (size_t i = 0; env[i]; i++) {
-        bool ours = true;
-        for (size_t j = 0; environ[j] && ours; j++)
-            ours = env[i] != environ[j];
-        if (ours)
-            free(env[i]);
-    }
+    size_t n = 0;
+    while (env[n])
+        n++;
+    for (size_t i = n - NUM_CACHE_VARS; i < n; i++)
+        free(env[i]);
     free(env);
 }
 
