@@ -311,9 +311,9 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
                  (est_ms + est_base_ms) * 1e-3, o->max_seconds_per_row, br->from);
         st->any_skipped = true;
         base = false;
-    } else if (w.attn_problem)
+    } else if (w.attn_problem) {
         w.base_problem = w.attn_problem;
-    else if (bench_cl_problem_create(dv->base_cl, s, w.q, w.k, w.v, &w.base_problem, err)) {
+    } else if (bench_cl_problem_create(dv->base_cl, s, w.q, w.k, w.v, &w.base_problem, err)) {
         snprintf(res->base_note, sizeof res->base_note, "%s", err);
         base = false;
     }
