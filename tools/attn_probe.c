@@ -321,6 +321,13 @@ static void print_device(const probe_device *pd)
         printf(ROW "%" PRIu32 "\n", "subgroup size", i->subgroup_size);
     else
         printf(ROW "unknown\n", "subgroup size");
+    if (i->subgroup_ops)
+        printf(ROW "%s%s%s\n", "subgroup operations",
+               (i->subgroup_ops & ATTN_SUBGROUP_VOTE) ? "vote " : "",
+               (i->subgroup_ops & ATTN_SUBGROUP_BALLOT) ? "ballot " : "",
+               (i->subgroup_ops & ATTN_SUBGROUP_SHUFFLE) ? "shuffle" : "");
+    else
+        printf(ROW "none usable\n", "subgroup operations");
     printf(ROW "%s\n", "f16 compute", yes_no(i->fp16_compute));
     printf(ROW "%s\n", "f16 storage", yes_no(i->fp16_storage));
     printf(ROW "%s\n", "f64", yes_no(i->fp64));

@@ -247,6 +247,14 @@ static void json_device(jw *w, const probe_device *pd, bool verify, bool bench)
     } else {
         jw_null(w, "subgroup_sizes");
     }
+    jw_open(w, "subgroup_ops", '[');
+    if (i->subgroup_ops & ATTN_SUBGROUP_VOTE)
+        jw_string(w, NULL, "vote");
+    if (i->subgroup_ops & ATTN_SUBGROUP_BALLOT)
+        jw_string(w, NULL, "ballot");
+    if (i->subgroup_ops & ATTN_SUBGROUP_SHUFFLE)
+        jw_string(w, NULL, "shuffle");
+    jw_close(w, ']');
     jw_bool(w, "fp16_compute", i->fp16_compute);
     jw_bool(w, "fp16_storage", i->fp16_storage);
     jw_bool(w, "fp64", i->fp64);

@@ -111,7 +111,14 @@ typedef struct attn_device_info {
     int fp16_storage;            /* f16 tensors can be read/written (attn always converts) */
     int fp64;
     int unified_memory;
+    uint32_t subgroup_ops;       /* ATTN_SUBGROUP_* bits usable in compute kernels; 0 when
+                                  * unknown (the planner then avoids subgroup operations) */
 } attn_device_info;
+
+/* attn_device_info.subgroup_ops: Vulkan's VkSubgroupFeatureFlagBits of the same names. */
+#define ATTN_SUBGROUP_VOTE 0x1u    /* all / any */
+#define ATTN_SUBGROUP_BALLOT 0x2u  /* ballot, broadcast */
+#define ATTN_SUBGROUP_SHUFFLE 0x4u /* shuffle by lane index */
 
 /* Number of devices of `backend` (ATTN_BACKEND_AUTO: of every backend built, the reference
  * backend included). A backend that is built but finds no driver reports 0, not an error. */

@@ -1,15 +1,36 @@
 #version 450
-/* attn_fwd_cpu.comp — forward attention for CPU-class devices (llvmpipe and other CPU
- * Vulkan drivers). Mirrors shaders/opencl/attn_fwd_cpu.cl: an invocation owns BLOCK_M
- * query rows of one (batch, head); scores for 16 keys are four vec4 built from broadcast
- * FMAs against K^T (packed by attn_pack_kv.comp), so every K vector serves all BLOCK_M
- * rows; P·V walks keys outside and vec4s of v_head_dim inside, so every V vector serves
- * all rows. Online softmax in base 2 (FlashAttention recurrence).
- * Buffers: 0 q, 1 kt, 2 vp, 3 o, 4 mask, 5 kv_lens, 6 lse.
- * Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local (1, 1, 1); a larger
- * local x splits the group's rows among its invocations. */
+/* attn_fwd_cpu.comp — forward attention for CPU-class Vulkan devices (llvmpipe and other
+ * drivers that run a subgroup as the lanes of one CPU vector).
+ *
+ * Why this shape: such a driver gives every invocation one lane of a SIMD register, and
+ * a load from a storage buffer or from shared memory costs a loop over the lanes (Mesa
+ * 22.3's llvmpipe: one scalar load, insert and branch per lane), whether or not the
+ * address is the same in every lane. Arithmetic between registers, on the other hand, is
+ * one vector instruction for all lanes, and moving one lane's value to all of them
+ * (subgroupShuffle) costs a few. So loads must be few and useful in every lane, and each
+ * shuffled value must feed several FMAs:
+ *   - a subgroup of SG invocations owns BLOCK_M = SG * ROWS query rows of one (batch,
+ *     head): lane t holds rows i0 + t + r * SG (r < ROWS), their Q rows and O
+ *     accumulators in registers;
+ *   - keys go in blocks of SG: lane t loads key j0 + t's K row (and later its V row) as
+ *     vec4s from the packed copy (attn_pack_kv.comp); every lane then takes key t's
+ *     values from lane t by shuffle, and each shuffled vec4 serves the lane's ROWS rows;
+ *   - scores, softmax and the O update stay in each lane: no reductions across lanes.
+ * Measured on llvmpipe (8 heads, 2048 tokens, d=64): subgroupBroadcast costs ~5x a
+ * subgroupShuffle there, hence the shuffle with a lane index.
+ * With UNROLL_D the head-dim loops are unrolled, so the Q rows and the accumulators are
+ * registers, not per-lane memory, and the only loop left per invocation is the one over
+ * key blocks (llvmpipe's 65535-iteration cap allows SG * 65535 keys per launch). The
+ * driver's compile time grows steeply with the unrolled code, so for large head dims the
+ * planner keeps these loops (UNROLL_D 0): Q and O then live in per-lane memory, slower
+ * to run but quick to compile. Online softmax in base 2 (FlashAttention recurrence), one rescale per block.
+ * Buffers: 0 q, 1 kr (K rows, KD_PAD floats), 2 vp (V rows, VD_PAD floats), 3 o, 4 mask,
+ * 5 kv_lens, 6 lse. Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local
+ * (SG, 1, 1); the group must be one subgroup (the planner sets SG to the device's
+ * subgroup size). */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
+#extension GL_KHR_shader_subgroup_shuffle : enable
 #include "attn_common.glsl"
 
 #ifndef HEAD_DIM
@@ -18,18 +39,35 @@
 #ifndef V_HEAD_DIM
 #define V_HEAD_DIM HEAD_DIM
 #endif
+#ifndef BLOCK_N
+#define BLOCK_N 8 /* SG: keys per block = invocations per group = the subgroup size */
+#endif
 #ifndef BLOCK_M
-#define BLOCK_M 8
+#define BLOCK_M (2 * BLOCK_N) /* rows per group: ROWS per lane */
+#endif
+#ifndef KD_PAD
+#define KD_PAD ((HEAD_DIM + 3) / 4 * 4)
 #endif
 #ifndef VD_PAD
 #define VD_PAD ((V_HEAD_DIM + 3) / 4 * 4)
 #endif
-#define NV4 (VD_PAD / 4) /* vec4s per packed V row (VD_PAD is a multiple of 4) */
+#ifndef UNROLL_D
+#define UNROLL_D 1 /* head-dim loops unrolled (see the top) */
+#endif
+#define SG BLOCK_N
+#define ROWS (BLOCK_M / BLOCK_N)
+#if UNROLL_D
+#define ATTN_D_LOOP [[unroll]]
+#else
+#define ATTN_D_LOOP [[dont_unroll]]
+#endif
+#define NK4 (KD_PAD / 4) /* vec4s per packed K row */
+#define NV4 (VD_PAD / 4) /* vec4s per packed V row */
 
-layout(local_size_x = 1, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
+layout(local_size_x = SG, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
 
 ATTN_STORE_RO(0, q)
-ATTN_BUF_RO(1, vec4, vec4, 4, kt)
+ATTN_BUF_RO(1, vec4, vec4, 4, kr)
 ATTN_BUF_RO(2, vec4, vec4, 4, vp)
 ATTN_OUT_WO(3, o)
 ATTN_MASK_RO(4)
@@ -38,122 +76,149 @@ ATTN_BUF_WO(6, float, float, 2, lse)
 
 void main()
 {
-    const int lsize = int(gl_WorkGroupSize.x);
-    const int rpi = (BLOCK_M + lsize - 1) / lsize; /* rows per invocation */
-    const int i0 = int(gl_WorkGroupID.x) * BLOCK_M + int(gl_LocalInvocationID.x) * rpi;
-    const int h = int(gl_GlobalInvocationID.y);
-    const int b = int(gl_GlobalInvocationID.z);
+    const int lane = int(gl_LocalInvocationID.x);
+    const int i0 = int(gl_WorkGroupID.x) * BLOCK_M;
+    const int h = int(gl_WorkGroupID.y);
+    const int b = int(gl_WorkGroupID.z);
     const int q_len = PN(q_len);
-    if (i0 >= q_len || i0 >= (int(gl_WorkGroupID.x) + 1) * BLOCK_M)
-        return;
     const int hk = h / (PN(num_heads) / PN(num_kv_heads));
     const int len = ATTN_KV_LEN(b);
-    const int rows = min(min(rpi, BLOCK_M), q_len - i0);
     const int shift = ATTN_CAUSAL_SHIFT(b); /* causal: row i sees keys j <= i + shift */
     const bool causal = PN(causal) != 0;
-    const int kend = causal ? clamp(i0 + rows + shift, 0, len) : len;
-    const float scale = p.scale_log2;
+    /* The group stops after the last key its last row can see. Every lane runs every
+     * block, with valid rows or not: the shuffles need all lanes. */
+    const int kend = causal ? clamp(min(i0 + BLOCK_M, q_len) + shift, 0, len) : len;
 
-    /* Q rows, pre-scaled into base-2 logits. Rows past q_len are zero and masked later. */
-    float qs[BLOCK_M * HEAD_DIM];
-    for (int r = 0; r < BLOCK_M; ++r) {
-        const IDX base = PI(q_off) + IDX(b) * PI(q_s0) + IDX(i0 + r) * PI(q_s1) + IDX(h) * PI(q_s2);
-        [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
-            qs[r * HEAD_DIM + d] = r < rows ? LOAD_S(q, base + IDX(d) * PI(q_s3)) * scale : 0.0;
+    /* Q rows, pre-scaled into base-2 logits, zero-padded to KD_PAD; rows past q_len are
+     * zero and masked. */
+    vec4 q4[ROWS * NK4];
+    [[unroll]] for (int r = 0; r < ROWS; ++r) {
+        const int i = i0 + lane + r * SG;
+        const bool valid = i < q_len;
+        const IDX base = PI(q_off) + IDX(b) * PI(q_s0) + IDX(valid ? i : 0) * PI(q_s1) + IDX(h) * PI(q_s2);
+        ATTN_D_LOOP for (int c = 0; c < NK4; ++c) {
+            vec4 x = vec4(0.0);
+            [[unroll]] for (int e = 0; e < 4; ++e)
+                if (4 * c + e < HEAD_DIM)
+                    x[e] = valid ? LOAD_S(q, base + IDX(4 * c + e) * PI(q_s3)) * p.scale_log2 : 0.0;
+            q4[r * NK4 + c] = x;
+        }
     }
-
-    float m[BLOCK_M], l[BLOCK_M];
-    vec4 acc[BLOCK_M * NV4];
-    float pr[BLOCK_M * 16];
-    for (int r = 0; r < BLOCK_M; ++r) {
+    vec4 a4[ROWS * NV4];
+    ATTN_D_LOOP for (int c = 0; c < ROWS * NV4; ++c)
+        a4[c] = vec4(0.0);
+    float m[ROWS], l[ROWS];
+    [[unroll]] for (int r = 0; r < ROWS; ++r) {
         m[r] = ATTN_NEG_INF;
         l[r] = 0.0;
-        [[dont_unroll]] for (int c = 0; c < NV4; ++c)
-            acc[r * NV4 + c] = vec4(0.0);
     }
 
     const IDX ld = PI(ld_kv);
     const IDX slab = IDX(b) * PI(num_kv_heads) + IDX(hk);
-    const IDX ktb4 = slab * IDX(HEAD_DIM) * (ld >> 2);   /* in vec4s */
-    const IDX vpb4 = slab * ld * IDX(NV4);
+    const IDX krb = slab * ld * IDX(NK4);
+    const IDX vpb = slab * ld * IDX(NV4);
 
-    for (int j0 = 0; j0 < kend; j0 += 16) {
-        vec4 s[BLOCK_M * 4];
-        for (int r = 0; r < BLOCK_M * 4; ++r)
-            s[r] = vec4(0.0);
-        IDX kp = ktb4 + IDX(j0 >> 2);
-        [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d, kp += ld >> 2) {
-            const vec4 k0 = kt_ld(kp), k1 = kt_ld(kp + 1u), k2 = kt_ld(kp + 2u), k3 = kt_ld(kp + 3u);
-            for (int r = 0; r < BLOCK_M; ++r) {
-                const vec4 qv = vec4(qs[r * HEAD_DIM + d]);
-                s[r * 4 + 0] = fma(qv, k0, s[r * 4 + 0]);
-                s[r * 4 + 1] = fma(qv, k1, s[r * 4 + 1]);
-                s[r * 4 + 2] = fma(qv, k2, s[r * 4 + 2]);
-                s[r * 4 + 3] = fma(qv, k3, s[r * 4 + 3]);
-            }
-        }
-
-        for (int r = 0; r < BLOCK_M; ++r) {
-            const int i = i0 + r;
-            float mx = ATTN_NEG_INF;
-            for (int t = 0; t < 16; ++t) {
-                const int j = j0 + t;
-                bool ok = j < len && r < rows && (!causal || j <= i + shift);
-                float x = s[r * 4 + (t >> 2)][t & 3];
-#if MASK_KIND != 0
-                if (ok) {
-                    const float mv = MASK_LD(PI(m_off) + IDX(b) * PI(m_s0) + IDX(h) * PI(m_s1) +
-                                             IDX(i) * PI(m_s2) + IDX(j) * PI(m_s3));
-#if MASK_KIND == 1
-                    x += mv * float(ATTN_LOG2E);
-#else
-                    ok = mv != 0.0;
-#endif
+    [[dont_unroll]] for (int j0 = 0; j0 < kend; j0 += SG) {
+        /* This lane's key of the block: the packed copy has ld rows, kend rounded up to SG
+         * at least, so the loads are in range; V rows past the batch's length read as zero
+         * (the source may hold anything there). */
+        float s[ROWS * SG];
+        [[unroll]] for (int t = 0; t < ROWS * SG; ++t)
+            s[t] = 0.0;
+        {
+            const IDX row = krb + IDX(j0 + lane) * IDX(NK4);
+            ATTN_D_LOOP for (int c = 0; c < NK4; ++c) {
+                const vec4 kv = kr_ld(row + IDX(c));
+                [[unroll]] for (int t = 0; t < SG; ++t) {
+                    const vec4 kt = subgroupShuffle(kv, uint(t));
+                    [[unroll]] for (int r = 0; r < ROWS; ++r)
+                        s[r * SG + t] += dot(q4[r * NK4 + c], kt);
                 }
-#endif
-                x = ok ? x : ATTN_NEG_INF;
-                pr[r * 16 + t] = x;
-                mx = max(mx, x);
             }
-            const float mnew = max(m[r], mx);
-            if (mnew == ATTN_NEG_INF) {
-                for (int t = 0; t < 16; ++t)
-                    pr[r * 16 + t] = 0.0;
-                continue;
-            }
-            const float alpha = exp2(m[r] - mnew);
-            float sum = 0.0;
-            for (int t = 0; t < 16; ++t) {
-                const float e = exp2(pr[r * 16 + t] - mnew);
-                pr[r * 16 + t] = e;
-                sum += e;
-            }
-            l[r] = l[r] * alpha + sum;
-            m[r] = mnew;
-            if (alpha != 1.0)
-                [[dont_unroll]] for (int c = 0; c < NV4; ++c)
-                    acc[r * NV4 + c] *= alpha;
         }
-
-        const int nk = min(16, kend - j0);
-        for (int t = 0; t < nk; ++t) {
-            const IDX vrow = vpb4 + IDX(j0 + t) * IDX(NV4);
-            [[dont_unroll]] for (int c = 0; c < NV4; ++c) {
-                const vec4 vv = vp_ld(vrow + IDX(c));
-                for (int r = 0; r < BLOCK_M; ++r)
-                    acc[r * NV4 + c] = fma(vec4(pr[r * 16 + t]), vv, acc[r * NV4 + c]);
+#if MASK_KIND != 0
+        /* The mask's values for the lanes' rows and the block's keys: loaded in a loop
+         * over keys rather than unrolled (each load is a branchy loop over lanes, and
+         * unrolled they made llvmpipe's compile take 20 s); value t lands in mk[] by a
+         * chain of selects, so mk stays in registers. */
+        float mk[ROWS * SG];
+        [[unroll]] for (int u = 0; u < ROWS * SG; ++u)
+            mk[u] = 0.0;
+        [[dont_unroll]] for (int t = 0; t < SG; ++t) {
+            [[unroll]] for (int r = 0; r < ROWS; ++r) {
+                const int i = i0 + lane + r * SG, j = j0 + t;
+                float mv = 0.0;
+                if (i < q_len && j < kend)
+                    mv = MASK_LD(PI(m_off) + IDX(b) * PI(m_s0) + IDX(h) * PI(m_s1) +
+                                 IDX(i) * PI(m_s2) + IDX(j) * PI(m_s3));
+                [[unroll]] for (int u = 0; u < SG; ++u)
+                    mk[r * SG + u] = u == t ? mv : mk[r * SG + u];
+            }
+        }
+#endif
+        float pr[ROWS * SG], alpha[ROWS];
+        [[unroll]] for (int r = 0; r < ROWS; ++r) {
+            const int i = i0 + lane + r * SG;
+            float mx = ATTN_NEG_INF;
+            [[unroll]] for (int t = 0; t < SG; ++t) {
+                const int j = j0 + t;
+                bool ok = i < q_len && j < kend && (!causal || j <= i + shift);
+                float x = s[r * SG + t];
+#if MASK_KIND == 1
+                x += mk[r * SG + t] * float(ATTN_LOG2E);
+#elif MASK_KIND == 2
+                ok = ok && mk[r * SG + t] != 0.0;
+#endif
+                s[r * SG + t] = ok ? x : ATTN_NEG_INF;
+                mx = max(mx, s[r * SG + t]);
+            }
+            /* A row that has seen no key yet keeps m = -inf: exponents taken against 0
+             * give p = 0 and leave its (zero) accumulator alone, without a branch that
+             * would split the subgroup. */
+            const float mnew = max(m[r], mx);
+            const float mref = mnew == ATTN_NEG_INF ? 0.0 : mnew;
+            alpha[r] = exp2(m[r] - mref);
+            float sum = 0.0;
+            [[unroll]] for (int t = 0; t < SG; ++t) {
+                pr[r * SG + t] = exp2(s[r * SG + t] - mref);
+                sum += pr[r * SG + t];
+            }
+            l[r] = l[r] * alpha[r] + sum;
+            m[r] = mnew;
+        }
+        {
+            const bool mine = j0 + lane < len;
+            const IDX row = vpb + IDX(j0 + lane) * IDX(NV4);
+            ATTN_D_LOOP for (int c = 0; c < NV4; ++c) {
+                const vec4 vl = vp_ld(row + IDX(c)); /* in range: a select, not a branch */
+                const vec4 vv = mine ? vl : vec4(0.0);
+                vec4 acc[ROWS];
+                [[unroll]] for (int r = 0; r < ROWS; ++r)
+                    acc[r] = a4[r * NV4 + c] * alpha[r];
+                [[unroll]] for (int t = 0; t < SG; ++t) {
+                    const vec4 vt = subgroupShuffle(vv, uint(t));
+                    [[unroll]] for (int r = 0; r < ROWS; ++r)
+                        acc[r] += pr[r * SG + t] * vt;
+                }
+                [[unroll]] for (int r = 0; r < ROWS; ++r)
+                    a4[r * NV4 + c] = acc[r];
             }
         }
     }
 
-    for (int r = 0; r < rows; ++r) {
-        const int i = i0 + r;
-        const float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
-        const IDX base = PI(o_off) + IDX(b) * PI(o_s0) + IDX(i) * PI(o_s1) + IDX(h) * PI(o_s2);
-        [[dont_unroll]] for (int d = 0; d < V_HEAD_DIM; ++d)
-            STORE_O(o, base + IDX(d) * PI(o_s3), acc[r * NV4 + (d >> 2)][d & 3] * inv);
-        if (PN(want_lse) != 0)
-            lse_st(PI(l_off) + IDX(b) * PI(l_s0) + IDX(h) * PI(l_s1) + IDX(i) * PI(l_s2),
-                   l[r] > 0.0 ? (m[r] + log2(l[r])) * float(ATTN_LN2) : ATTN_NEG_INF);
+    [[unroll]] for (int r = 0; r < ROWS; ++r) {
+        const int i = i0 + lane + r * SG;
+        if (i < q_len) {
+            const float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
+            const IDX base = PI(o_off) + IDX(b) * PI(o_s0) + IDX(i) * PI(o_s1) + IDX(h) * PI(o_s2);
+            ATTN_D_LOOP for (int c = 0; c < NV4; ++c)
+                [[unroll]] for (int e = 0; e < 4; ++e)
+                    if (4 * c + e < V_HEAD_DIM) {
+                        STORE_O(o, base + IDX(4 * c + e) * PI(o_s3), a4[r * NV4 + c][e] * inv);
+                    }
+            if (PN(want_lse) != 0)
+                lse_st(PI(l_off) + IDX(b) * PI(l_s0) + IDX(h) * PI(l_s1) + IDX(i) * PI(l_s2),
+                       l[r] > 0.0 ? (m[r] + log2(l[r])) * float(ATTN_LN2) : ATTN_NEG_INF);
+        }
     }
 }

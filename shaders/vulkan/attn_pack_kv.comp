@@ -1,8 +1,9 @@
 #version 450
-/* attn_pack_kv.comp — packs K as K^T (HEAD_DIM rows of ld_kv keys) and V as ld_kv rows of
- * VD_PAD floats per (batch, kv head), converting storage to f32 and zero-padding keys up
- * to ld_kv and V columns up to VD_PAD, for the CPU-class kernel (attn_fwd_cpu.comp).
- * Mirrors shaders/opencl/attn_pack.cl. Buffers: 0 k, 1 v, 2 kt, 3 vp.
+/* attn_pack_kv.comp — packs K and V per (batch, kv head) as ld_kv rows of KD_PAD and
+ * VD_PAD floats, converting storage to f32 and zero-padding keys up to ld_kv and columns
+ * up to the pads, for the CPU-class kernel (attn_fwd_cpu.comp), whose invocations each
+ * load one key's rows as vec4s. (The OpenCL CPU kernel wants K transposed instead:
+ * shaders/opencl/attn_pack.cl.) Buffers: 0 k, 1 v, 2 kr, 3 vp.
  * Launch: groups (ld_kv / 16, num_kv_heads, batch), local (16, 1, 1). */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
@@ -14,6 +15,9 @@
 #ifndef V_HEAD_DIM
 #define V_HEAD_DIM HEAD_DIM
 #endif
+#ifndef KD_PAD
+#define KD_PAD HEAD_DIM
+#endif
 #ifndef VD_PAD
 #define VD_PAD V_HEAD_DIM
 #endif
@@ -22,7 +26,7 @@ layout(local_size_x = 16, local_size_x_id = 0, local_size_y_id = 1, local_size_z
 
 ATTN_STORE_RO(0, k)
 ATTN_STORE_RO(1, v)
-ATTN_BUF_WO(2, float, float, 2, kt)
+ATTN_BUF_WO(2, float, float, 2, kr)
 ATTN_BUF_WO(3, float, float, 2, vp)
 
 void main()
@@ -34,21 +38,23 @@ void main()
     if (IDX(j) >= ld)
         return;
     const IDX slab = b * PI(num_kv_heads) + hk;
-    const IDX ktb = slab * IDX(HEAD_DIM) * ld + IDX(j);
+    const IDX krb = (slab * ld + IDX(j)) * IDX(KD_PAD);
     const IDX vpb = (slab * ld + IDX(j)) * IDX(VD_PAD);
     if (j < PN(kv_len)) {
         const IDX kbase = PI(k_off) + b * PI(k_s0) + IDX(j) * PI(k_s1) + hk * PI(k_s2);
         [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
-            kt_st(ktb + IDX(d) * ld, LOAD_S(k, kbase + IDX(d) * PI(k_s3)));
+            kr_st(krb + IDX(d), LOAD_S(k, kbase + IDX(d) * PI(k_s3)));
         const IDX vbase = PI(v_off) + b * PI(v_s0) + IDX(j) * PI(v_s1) + hk * PI(v_s2);
         [[dont_unroll]] for (int d = 0; d < V_HEAD_DIM; ++d)
             vp_st(vpb + IDX(d), LOAD_S(v, vbase + IDX(d) * PI(v_s3)));
     } else {
         [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
-            kt_st(ktb + IDX(d) * ld, 0.0);
+            kr_st(krb + IDX(d), 0.0);
         [[dont_unroll]] for (int d = 0; d < V_HEAD_DIM; ++d)
             vp_st(vpb + IDX(d), 0.0);
     }
+    [[dont_unroll]] for (int d = HEAD_DIM; d < KD_PAD; ++d)
+        kr_st(krb + IDX(d), 0.0);
     [[dont_unroll]] for (int d = V_HEAD_DIM; d < VD_PAD; ++d)
         vp_st(vpb + IDX(d), 0.0);
 }

@@ -41,15 +41,50 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
     attn_kernel_family fam = ctx->family;
     if (fam == ATTN_FAMILY_AUTO)
         fam = dev->type == ATTN_DEVICE_CPU ? ATTN_FAMILY_CPU : ATTN_FAMILY_GPU;
-    /* A CPU behind Vulkan (llvmpipe) runs invocations as the lanes of one vector, so the
-     * GPU-class shader is its better fit: measured here, 8 heads x 2048 tokens, d=64,
-     * GPU-class 1.47 GFLOP/s vs CPU-class 0.43 (which the loop-cap quirk also chunks). */
-    if (ctx->family == ATTN_FAMILY_AUTO && dev->backend == ATTN_BACKEND_VULKAN &&
-        dev->type == ATTN_DEVICE_CPU)
+    /* A CPU behind Vulkan (llvmpipe) runs a subgroup as the lanes of one vector; its
+     * CPU-class shader shuffles keys between lanes, so it needs subgroup shuffles and a
+     * subgroup of 8 or 16 (attn_fwd_cpu.comp). Without them the GPU-class shader runs. */
+    const int glsl = ctx->ops->lang == ATTN__LANG_GLSL;
+    const int vk_sg = spec->subgroup_ops && (dev->subgroup_ops & ATTN_SUBGROUP_SHUFFLE) &&
+                      (dev->subgroup_size == 8 || dev->subgroup_size == 16);
+    if (fam == ATTN_FAMILY_CPU && glsl && !vk_sg) {
+        if (ctx->family == ATTN_FAMILY_CPU)
+            return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
+                              "the Vulkan CPU-class kernel needs subgroup shuffles in a "
+                              "subgroup of 8 or 16 invocations; this device has subgroups of "
+                              "%u%s",
+                              dev->subgroup_size,
+                              spec->subgroup_ops && (dev->subgroup_ops & ATTN_SUBGROUP_SHUFFLE)
+                                  ? ""
+                                  : " and no usable shuffles");
         fam = ATTN_FAMILY_GPU;
+    }
     info->struct_size = sizeof *info;
     info->family = fam;
-    if (fam == ATTN_FAMILY_CPU) {
+    if (fam == ATTN_FAMILY_CPU && glsl) {
+        /* A subgroup takes keys in blocks of its size and owns ROWS query rows per lane,
+         * from K and V packed as rows of vec4s; each shuffled K/V vec4 serves ROWS rows.
+         * Unrolled head-dim loops keep Q and O in registers, but the driver's compile time
+         * grows steeply with the unrolled code (perf: llvmpipe 22.3 spends most of it in
+         * LLVM's buildCoroutineFrame). Measured on llvmpipe, 8 heads x 1024-2048 tokens,
+         * under load 3-4 (same-run ratios): d=64 unrolled with ROWS 2 vs loops with ROWS
+         * 4: 19.2 vs 13.1 GFLOP/s, d=16: 17.4 vs 9.3; cold compile d=64 unrolled ROWS 2
+         * 1.7 s (ROWS 4: 23 s); loops, ROWS 4: d=128 0.7 s and 17 GFLOP/s, d=256 1.2 s
+         * and 17 GFLOP/s (unrolled d=128 ROWS 4: 82 s). So unrolled with 2 rows while Q
+         * and O fit in 128 floats per row (d <= 64), else loops with 4 rows. */
+        const uint64_t per_row = round_up((uint64_t)p->head_dim, 4) + round_up((uint64_t)p->v_head_dim, 4);
+        spec->unroll_d = per_row <= 128;
+        const uint32_t rows = spec->unroll_d ? 2 : 4;
+        spec->block_n = dev->subgroup_size;
+        spec->block_m = (long long)rows * spec->block_n;
+        spec->vd_vec = 4;
+        spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, 4);
+        spec->kd_pad = (long long)round_up((uint64_t)p->head_dim, 4);
+        info->block_m = (uint32_t)spec->block_m;
+        info->block_n = (uint32_t)spec->block_n;
+        info->vec_width = 4;
+        info->work_group_size = dev->subgroup_size;
+    } else if (fam == ATTN_FAMILY_CPU) {
         /* A work-item owns 16 query rows as the lanes of a float16 (softmax without
          * horizontal reductions), against 16-key tiles of K^T and V packed per (batch, kv
          * head); P·V keeps vd_vec columns x 16 rows of O in registers. */
@@ -57,6 +92,7 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         spec->block_n = CPU_KEY_VEC;
         spec->vd_vec = p->v_head_dim >= 16 ? 16 : p->v_head_dim >= 8 ? 8 : 4;
         spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, (uint64_t)spec->vd_vec);
+        spec->kd_pad = p->head_dim;
         info->block_m = CPU_KEY_VEC;
         info->block_n = CPU_KEY_VEC;
         info->vec_width = (uint32_t)spec->vd_vec;
@@ -82,6 +118,7 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         spec->block_m = bm;
         spec->block_n = bn;
         spec->vd_pad = p->v_head_dim;
+        spec->kd_pad = p->head_dim;
         spec->vd_vec = 1;
         info->block_m = bm;
         info->block_n = bn;
@@ -90,7 +127,8 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         attn__strlcpy(info->kernel, "attn_fwd_gpu.cl", sizeof info->kernel);
     }
     plan->vd_pad = (uint32_t)spec->vd_pad;
-    if (ctx->ops->lang == ATTN__LANG_GLSL) /* the same kernel, in its Vulkan source */
+    plan->kd_pad = (uint32_t)spec->kd_pad;
+    if (glsl) /* the same kernel, in its Vulkan source */
         attn__strlcpy(info->kernel, fam == ATTN_FAMILY_CPU ? "attn_fwd_cpu.comp" : "attn_fwd_gpu.comp",
                       sizeof info->kernel);
     return ATTN_OK;
@@ -116,7 +154,7 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
         total += rows * (Dv + 1) * 4; /* partial O and lse per split */
     } else if (plan->info.family == ATTN_FAMILY_CPU) {
         uint64_t ld = (Skv + CPU_KEY_VEC - 1) / CPU_KEY_VEC * CPU_KEY_VEC;
-        total += (long double)B * Hk * ld * (D + plan->vd_pad) * 4;
+        total += (long double)B * Hk * ld * (plan->kd_pad + plan->vd_pad) * 4;
     }
     return total >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)total;
 }
@@ -667,7 +705,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         uint64_t ld = round_up((uint64_t)p->kv_len, CPU_KEY_VEC);
         uint64_t heads = (uint64_t)p->batch * (uint64_t)p->num_kv_heads;
         kp.ld_kv = (int64_t)ld;
-        if ((st = scratch(plan, ATTN__S_KT, heads * ld * (uint64_t)p->head_dim * 4, &kt)) ||
+        if ((st = scratch(plan, ATTN__S_KT, heads * ld * plan->kd_pad * 4, &kt)) ||
             (st = scratch(plan, ATTN__S_VP, heads * ld * plan->vd_pad * 4, &vp)))
             return st;
         la.buffers[0] = k.handle;
@@ -695,7 +733,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     la.groups[0] = (size_t)((p->q_len + plan->info.block_m - 1) / plan->info.block_m);
     la.groups[1] = (size_t)p->num_heads;
     la.groups[2] = (size_t)p->batch;
-    la.local[0] = cpu ? 1 : plan->info.block_m;
+    la.local[0] = plan->info.work_group_size;
     la.local[1] = la.local[2] = 1;
     if ((st = attn__enqueue(ctx, plan->k_main, &la)))
         return st;

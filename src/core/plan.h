@@ -29,6 +29,8 @@ typedef struct attn__kspec {
     X(BLOCK_N, block_n)  /* keys per tile */                                                  \
     X(VD_VEC, vd_vec)    /* CPU: v_head_dim columns per P·V register tile */                  \
     X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */                               \
+    X(KD_PAD, kd_pad)    /* CPU: floats per packed K row (Vulkan: head_dim padded to 4) */    \
+    X(UNROLL_D, unroll_d) /* Vulkan CPU: head-dim loops unrolled (registers, slow compile) */  \
     X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */     \
     X(SUBGROUP_OPS, subgroup_ops) /* GPU: subgroup operations allowed (caps + quirks) */
 #define ATTN__X(NAME, field) long long field;
@@ -53,6 +55,7 @@ struct attn_plan {
     int32_t *kv_lens;     /* plan's copy, or NULL */
     attn_plan_info info;
     uint32_t vd_pad;      /* CPU family: v_head_dim padded to the vector width */
+    uint32_t kd_pad;      /* CPU family: floats per key in the packed K copy */
     attn__kspec spec;     /* the specialisation chosen by the planner */
     void *k_pack, *k_main;
     /* The scheduler's kernels (attention with f32 partial output, packing, merge),

@@ -48,7 +48,7 @@ static void step_buffers(const attn_plan *plan, const attn__bound *bound, step_s
         bytes[B_MASK] = mh * s.sm * s.cn * (p->mask_kind == ATTN_MASK_ADDITIVE ? 4 : 1);
     }
     if (plan->info.family == ATTN_FAMILY_CPU) {
-        bytes[B_KT] = D * ld_of(s.cn) * 4;
+        bytes[B_KT] = ld_of(s.cn) * plan->kd_pad * 4;
         bytes[B_VP] = ld_of(s.cn) * plan->vd_pad * 4;
     }
     bytes[B_OC] = bytes[B_OA] = s.sm * G * Dv * 4;
@@ -114,17 +114,27 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
 
 /* Keys one launch may cover on a device whose kernels' loops are capped (quirk
  * max_loop_iterations: llvmpipe stops an invocation's loops silently after 65535 dynamic
- * iterations). Iterations per key are estimated per family from the kernels' loop
- * structure, with a safety factor of 2; UINT64_MAX where there is no cap. */
+ * iterations). Iterations per key follow each family's loop structure, with a safety
+ * factor of 2. The Vulkan CPU-class shader loops once per block of block_n keys, plus
+ * once per key of the block for a mask tensor, plus once per vec4 of the K and V rows
+ * where the planner keeps the head-dim loops (UNROLL_D 0). The GPU-class shaders loop
+ * once per 8 head-dim elements of K and of V plus twice per key. UINT64_MAX where there
+ * is no cap. */
 static uint64_t keys_cap(const attn_plan *plan)
 {
     const attn__quirks q = attn__quirks_of(&plan->ctx->info);
     if (!q.max_loop_iterations)
         return UINT64_MAX;
-    const uint64_t dims = (uint64_t)(plan->pb.head_dim + plan->pb.v_head_dim);
-    const uint64_t per_key = plan->info.family == ATTN_FAMILY_CPU ? dims * 3 / 4 + 8
-                                                                   : dims / 32 + 2;
-    uint64_t cap = q.max_loop_iterations / per_key / 2;
+    uint64_t cap;
+    if (plan->info.family == ATTN_FAMILY_CPU) {
+        uint64_t per_block = 1 + (plan->pb.mask_kind != ATTN_MASK_NONE ? plan->info.block_n : 0);
+        if (!plan->spec.unroll_d)
+            per_block += (plan->spec.kd_pad + plan->spec.vd_pad) / 4;
+        cap = (uint64_t)q.max_loop_iterations / per_block / 2 * plan->info.block_n;
+    } else {
+        const uint64_t dims = (uint64_t)(plan->pb.head_dim + plan->pb.v_head_dim);
+        cap = q.max_loop_iterations / (dims / 32 + 2) / 2;
+    }
     cap = cap / ATTN__CPU_KEY_VEC * ATTN__CPU_KEY_VEC;
     return cap < ATTN__CPU_KEY_VEC ? ATTN__CPU_KEY_VEC : cap;
 }
@@ -454,7 +464,7 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     la.groups[0] = (size_t)((sm + plan->info.block_m - 1) / plan->info.block_m);
                     la.groups[1] = (size_t)G;
                     la.groups[2] = 1;
-                    la.local[0] = cpu ? 1 : plan->info.block_m;
+                    la.local[0] = plan->info.work_group_size;
                     la.local[1] = la.local[2] = 1;
                     if ((st = attn__enqueue(ctx, plan->k_cmain, &la)))
                         return st;

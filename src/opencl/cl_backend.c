@@ -363,6 +363,7 @@ static attn_status attn_cl_fill_info(cl_platform_id platform, cl_device_id devic
         info->subgroup_size = attn_cl_uint(device, CL_DEVICE_WARP_SIZE_NV);
     else if (attn_cl_has_extension(extensions, "cl_amd_device_attribute_query"))
         info->subgroup_size = attn_cl_uint(device, CL_DEVICE_WAVEFRONT_WIDTH_AMD);
+    info->subgroup_ops = 0; /* OpenCL C 1.2 kernels: none */
 
     info->fp16_compute = attn_cl_has_extension(extensions, "cl_khr_fp16");
     info->fp16_storage = 1; /* vload_half/vstore_half are core OpenCL C */

@@ -287,6 +287,13 @@ static void attn_vk_fill_info(const attn_vk_caps *c, uint32_t index, attn_device
     info->max_work_group_size = wg;
     info->subgroup_size =
         (c->subgroup.supportedStages & VK_SHADER_STAGE_COMPUTE_BIT) ? c->subgroup.subgroupSize : 0;
+    info->subgroup_ops = 0;
+    if (info->subgroup_size) {
+        const VkSubgroupFeatureFlags ops = c->subgroup.supportedOperations;
+        info->subgroup_ops = ((ops & VK_SUBGROUP_FEATURE_VOTE_BIT) ? ATTN_SUBGROUP_VOTE : 0) |
+                             ((ops & VK_SUBGROUP_FEATURE_BALLOT_BIT) ? ATTN_SUBGROUP_BALLOT : 0) |
+                             ((ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) ? ATTN_SUBGROUP_SHUFFLE : 0);
+    }
     info->fp16_compute = c->float16.shaderFloat16 ? 1 : 0;
     info->fp16_storage = 1; /* 16-bit storage, or packed words without it */
     info->fp64 = c->features.shaderFloat64 ? 1 : 0;
