@@ -68,6 +68,8 @@ bool probe_is_gpu(const attn_device_info *d)
 
 typedef struct probe_opts {
     bool json, verify, bench, help;
+    bool tune, tune_dry_run, tune_no_decode;
+    probe_tune_opts t;
     bool have_backend, have_device;
     attn_backend backend;
     uint32_t device;
@@ -77,6 +79,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: attn-probe [--json] [--verify] [--bench] [--backend B] [--device N]\n"
+            "       attn-probe --tune [--backend B] [--device N] [--tune-seconds S]\n"
+            "                  [--tune-head-dim D[,D...]] [--tune-dtype f32|f16]\n"
+            "                  [--tune-tokens N] [--tune-no-decode] [--tune-dry-run]\n"
             "Lists every device libattn can use and what attention does on it.\n"
             "\n"
             "  (no flags)    one block per device: capabilities, the kernel family and tiles the\n"
@@ -91,6 +96,19 @@ static void usage(FILE *f)
             "                libattn's disk cache load instead: ATTN_CACHE_DIR=$(mktemp -d)\n"
             "                times a cold JIT\n"
             "  --json        the same as one JSON document on stdout\n"
+            "  --tune        autotune each selected device (not the reference): time candidate\n"
+            "                tiles per kernel family, head-dim class and dtype (8 heads x 1024\n"
+            "                tokens), check them against the built-in choice, print them all and\n"
+            "                store the winners in the tuning database of the cache directory\n"
+            "                ($ATTN_CACHE_DIR, else $XDG_CACHE_HOME/attn, else ~/.cache/attn)\n"
+            "  --tune-seconds S     time budget per device (default 300); later candidates\n"
+            "                       are skipped and listed\n"
+            "  --tune-head-dim D    only the classes holding these head dims (16, 32, 64, 128,\n"
+            "                       256; a comma-separated list)\n"
+            "  --tune-dtype T       only f32 or f16 storage\n"
+            "  --tune-tokens N      prefill problem length (default 1024)\n"
+            "  --tune-no-decode     skip the decode kernel's splits\n"
+            "  --tune-dry-run       measure and print, store nothing\n"
             "  --backend B   only devices of backend B: opencl | vulkan | reference\n"
             "  --device N    only device N: the index within --backend if given, else the\n"
             "                device number of the listing\n"
@@ -109,6 +127,43 @@ static int usage_error(const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
+/* --tune-seconds / --tune-head-dim / --tune-dtype / --tune-tokens. */
+static int parse_tune_option(const char *name, size_t len, const char *value, probe_tune_opts *t)
+{
+    char *end = NULL;
+    errno = 0;
+    if (len == 12 && !strncmp(name, "tune-seconds", 12)) {
+        double v = strtod(value, &end);
+        if (end == value || *end || errno || !(v > 0 && v < 1e6))
+            return usage_error("invalid --tune-seconds '%s' (a positive number)", value);
+        t->seconds = v;
+    } else if (len == 13 && !strncmp(name, "tune-head-dim", 13)) {
+        for (const char *p = value; *p; p = *end ? end + 1 : end) {
+            unsigned long d = strtoul(p, &end, 10);
+            if (end == p || (*end && *end != ',') || d < 1 || d > ATTN_MAX_HEAD_DIM)
+                return usage_error("invalid --tune-head-dim '%s' (head dims 1..256, commas)", value);
+            int c = 0;
+            while ((16ul << c) < d)
+                c++;
+            t->head_dims |= 1u << c;
+        }
+    } else if (len == 10 && !strncmp(name, "tune-dtype", 10)) {
+        if (strcmp(value, "f32") && strcmp(value, "f16"))
+            return usage_error("invalid --tune-dtype '%s' (f32 or f16)", value);
+        t->dtypes |= 1u << (strcmp(value, "f16") ? ATTN_DTYPE_F32 : ATTN_DTYPE_F16);
+    } else if (len == 11 && !strncmp(name, "tune-tokens", 11)) {
+        unsigned long long v = strtoull(value, &end, 10);
+        if (!(*value >= '0' && *value <= '9') || *end || errno || v < 1 || v > (1u << 20))
+            return usage_error("invalid --tune-tokens '%s' (1..1048576)", value);
+        t->tokens = (int64_t)v;
+    } else {
+        char opt[64];
+        snprintf(opt, sizeof opt, "--%.*s", (int)len, name);
+        return usage_error("unknown option '%s'", opt);
+    }
+    return 0;
+}
+
 static int parse_args(int argc, char **argv, probe_opts *o)
 {
     memset(o, 0, sizeof *o);
@@ -122,10 +177,13 @@ static int parse_args(int argc, char **argv, probe_opts *o)
             return usage_error("unexpected argument '%s'", arg);
         const char *name = arg + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        bool *flag = len == 4 && !strncmp(name, "json", 4)     ? &o->json
-                     : len == 6 && !strncmp(name, "verify", 6) ? &o->verify
-                     : len == 5 && !strncmp(name, "bench", 5)  ? &o->bench
-                                                               : NULL;
+        bool *flag = len == 4 && !strncmp(name, "json", 4)            ? &o->json
+                     : len == 6 && !strncmp(name, "verify", 6)        ? &o->verify
+                     : len == 5 && !strncmp(name, "bench", 5)         ? &o->bench
+                     : len == 4 && !strncmp(name, "tune", 4)          ? &o->tune
+                     : len == 12 && !strncmp(name, "tune-dry-run", 12) ? &o->tune_dry_run
+                     : len == 14 && !strncmp(name, "tune-no-decode", 14) ? &o->tune_no_decode
+                                                                      : NULL;
         if (flag) {
             if (eq)
                 return usage_error("option '%s' takes no value", arg);
@@ -134,12 +192,17 @@ static int parse_args(int argc, char **argv, probe_opts *o)
         }
         bool is_backend = len == 7 && !strncmp(name, "backend", 7);
         bool is_device = len == 6 && !strncmp(name, "device", 6);
-        if (!is_backend && !is_device)
+        bool is_tune = len > 5 && !strncmp(name, "tune-", 5);
+        if (!is_backend && !is_device && !is_tune)
             return usage_error("unknown option '%s'", arg);
         const char *value = eq ? eq + 1 : i + 1 < argc ? argv[++i] : NULL;
         if (!value)
             return usage_error("option '%s' needs a value", arg);
-        if (is_backend) {
+        if (is_tune) {
+            int rc = parse_tune_option(name, len, value, &o->t);
+            if (rc)
+                return rc;
+        } else if (is_backend) {
             const probe_backend *b = NULL;
             for (size_t k = 0; k < PROBE_NUM_BACKENDS; k++)
                 if (!strcmp(value, probe_backends[k].word))
@@ -159,6 +222,14 @@ static int parse_args(int argc, char **argv, probe_opts *o)
             o->device = (uint32_t)v;
         }
     }
+    bool tune_opts = o->tune_dry_run || o->tune_no_decode || o->t.seconds > 0 || o->t.head_dims ||
+                     o->t.dtypes || o->t.tokens;
+    if (tune_opts && !o->tune)
+        return usage_error("%s", "the --tune-* options need --tune");
+    if (o->tune && (o->json || o->verify || o->bench))
+        return usage_error("%s", "--tune runs on its own (not with --json, --verify or --bench)");
+    o->t.decode = !o->tune_no_decode;
+    o->t.store = !o->tune_dry_run;
     return 0;
 }
 
@@ -246,9 +317,11 @@ static void print_facts(const probe_device *pd)
             printf(AROW "no kernel: exact attention on the host (%s)\n", label, p->info.kernel);
         else
             printf(AROW "%s family: block_m %" PRIu32 ", block_n %" PRIu32 ", vec_width %" PRIu32
-                       ", work-group %" PRIu32 ", %s (plan %.0f ms)\n",
+                       ", work-group %" PRIu32 ", %s (plan %.0f ms%s%s)\n",
                    label, probe_family_word(p->info.family), p->info.block_m, p->info.block_n,
-                   p->info.vec_width, p->info.work_group_size, p->info.kernel, p->ms);
+                   p->info.vec_width, p->info.work_group_size, p->info.kernel, p->ms,
+                   p->info.tune_source ? "; tuned: " : "",
+                   p->info.tune_source ? probe_tune_source_word(p->info.tune_source) : "");
     }
     if (f->max_head_dim > 0)
         printf(AROW "%" PRId64 "%s%s%s\n", "largest head_dim", f->max_head_dim,
@@ -468,6 +541,21 @@ int main(int argc, char **argv)
                 b ? b->title : "attention",
                 !b ? "" : b->built ? " (no driver, or no device, visible to its loader)"
                                    : " (this libattn was built without it)");
+    }
+
+    if (o.tune) {
+        int failed_tune = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            print_device_header(&all[i]);
+            if (all[i].info.backend == ATTN_BACKEND_REFERENCE)
+                printf("  tune: skipped: the reference backend has no tiles to tune\n");
+            else
+                failed_tune |= probe_tune(all[i].info.backend, all[i].info.index, &o.t);
+            printf("\n");
+            fflush(stdout);
+        }
+        free(all);
+        return failed_tune ? 1 : 0;
     }
 
     const bool listing = !o.verify && !o.bench;

@@ -68,6 +68,24 @@ typedef struct bench_result {
 
 void probe_bench(attn_backend backend, uint32_t index, bench_result *r);
 
+/* ---- --tune (attn_probe_tune.c) ----------------------------------------------------------*/
+
+typedef struct probe_tune_opts {
+    uint32_t head_dims;  /* attn_tune_params.head_dims: 0 = all classes */
+    uint32_t dtypes;     /* attn_tune_params.dtypes: 0 = f32 and f16 */
+    int decode;          /* also the decode kernel's splits */
+    int64_t tokens;      /* 0: the library's default */
+    double seconds;      /* time budget; 0: the library's default */
+    int store;           /* write the winners to the database */
+} probe_tune_opts;
+
+/* Tunes device (backend, index), printing each group's candidates. 0 ok; 1 when the
+ * context or the tuner failed, or a candidate's output was rejected. */
+int probe_tune(attn_backend backend, uint32_t index, const probe_tune_opts *o);
+
+/* "built-in", "overlay", "device row", "vendor row" (attn_plan_info.tune_source). */
+const char *probe_tune_source_word(uint32_t source);
+
 /* ---- backends and words (attn_probe.c) --------------------------------------------------*/
 
 /* Backends in the order attn_device_get_info(ATTN_BACKEND_AUTO, i) lists their devices. */

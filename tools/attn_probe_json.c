@@ -120,6 +120,7 @@ static void json_facts(jw *w, const probe_device *pd)
                 jw_u64(w, "vec_width", p->info.vec_width);
                 jw_u64(w, "work_group_size", p->info.work_group_size);
                 jw_string(w, "kernel", p->info.kernel);
+                jw_string(w, "tiles_from", probe_tune_source_word(p->info.tune_source));
                 jw_num(w, "plan_ms", p->ms);
             }
             jw_close(w, '}');

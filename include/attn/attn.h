@@ -326,6 +326,9 @@ typedef struct attn_plan_info {
     uint32_t segment_rows;    /* when scheduled: query rows per segment ... */
     uint32_t chunk_keys;      /* ... and keys per chunk, as planned (halved on OOM) */
     uint64_t min_device_bytes;/* the least device memory the scheduler can run it in */
+    uint32_t tune_source;     /* attn_tune_source (below): ATTN_TUNE_DEFAULT when the tiles
+                                 are the planner's built-in choice, else where the tuned
+                                 row they came from was found */
 } attn_plan_info;
 
 /* Validates the description, chooses kernels and tiles, and JIT-compiles them (compiled
@@ -444,6 +447,105 @@ ATTN_API void attn_stream_destroy(attn_stream *stream);
 
 /* The largest head_dim / v_head_dim any kernel supports. */
 #define ATTN_MAX_HEAD_DIM 256
+
+/* ---- autotuning ---------------------------------------------------------------------------
+ * The planner's tile choices (register tiles, work-group and local-memory tiles, decode
+ * splits) can come from a tuning database: rows keyed by device (backend, vendor, device
+ * name, driver version; "*" matches any), kernel family, head-dim class (head dims up to
+ * 16, 32, 64, 128 or 256) and dtype. attn_context_tune times candidates on the context's
+ * device and stores the winners in `tuning.txt` in the context's cache directory (README
+ * "Autotuning" has the format). A plan looks up, in order: the user's file named by
+ * $ATTN_TUNE_FILE (same format, edited by hand), a database row for this device (this
+ * driver version before "*"), a row for the vendor, and the built-in choice. A row whose
+ * values do not fit the device or the problem is skipped (a debug log says why); a damaged
+ * database is ignored as a whole. ATTN_TUNE=0 makes every plan use the built-in choice. */
+typedef enum attn_tune_source {
+    ATTN_TUNE_DEFAULT = 0, /* the planner's built-in choice */
+    ATTN_TUNE_OVERLAY = 1, /* a row of the user's file ($ATTN_TUNE_FILE) */
+    ATTN_TUNE_DEVICE = 2,  /* a database row for this device */
+    ATTN_TUNE_VENDOR = 3,  /* a database row for any device of the vendor */
+    ATTN_TUNE_SEARCH = 4   /* a candidate timed inside attn_context_tune */
+} attn_tune_source;
+
+typedef enum attn_tune_outcome {
+    ATTN_TUNE_TIMED = 0,    /* ran, matched the default's output, timed */
+    ATTN_TUNE_REJECTED = 1, /* ran, but its output differs from the default's */
+    ATTN_TUNE_FAILED = 2,   /* plan creation or a run failed (note says why) */
+    ATTN_TUNE_SKIPPED = 3   /* not run: time budget, compile-time cap, duplicate (note) */
+} attn_tune_outcome;
+
+/* One candidate tile configuration of a group. */
+typedef struct attn_tune_candidate {
+    char values[64];        /* its row values, e.g. "vd_vec=8" or "rows=2 unroll_d=1" */
+    int is_default;         /* the planner's built-in choice (values spelled out) */
+    attn_tune_outcome outcome;
+    double plan_ms;         /* attn_plan_create: JIT compile, or a cache load */
+    double compile_ms;      /* plan_ms plus the first run's excess over the best run (drivers
+                               that compile at the first dispatch, e.g. llvmpipe) */
+    int compiled;           /* 1: the JIT compiled it now; 0: from the memory or disk cache */
+    double ms;              /* best of the timed runs */
+    double gflops;          /* of that run */
+    double max_err;         /* max |o - o_default| / (1 + |o_default|) over the output */
+    char note[160];         /* why it was rejected, failed or skipped */
+} attn_tune_candidate;
+
+/* One (family, head-dim class, dtype) search, reported when it ends. */
+typedef struct attn_tune_group {
+    attn_kernel_family family;
+    int decode;             /* 1: the decode (split-KV) kernel's splits */
+    int64_t head_dim;       /* the class: head dims up to this; also the problem's */
+    attn_dtype dtype;
+    char problem[96];       /* "B1 H8 q1024 kv1024 d64 f32" */
+    uint32_t num_candidates;
+    const attn_tune_candidate *candidates; /* valid during the callback only */
+    int32_t winner;         /* index of the chosen candidate; -1 when not tuned */
+    char skipped[160];      /* non-empty: the group was not tuned, and why */
+} attn_tune_group;
+
+typedef void (*attn_tune_report_fn)(void *user, const attn_tune_group *group);
+
+typedef struct attn_tune_params {
+    size_t struct_size;          /* sizeof(attn_tune_params) */
+    uint32_t head_dims;          /* classes to tune, bit i = head dims up to 16 << i
+                                    (16, 32, 64, 128, 256); 0 = all five */
+    uint32_t dtypes;             /* bits (1u << ATTN_DTYPE_F32) | (1u << ATTN_DTYPE_F16);
+                                    0 = both */
+    int decode;                  /* also tune the decode kernel's key splits */
+    int64_t num_heads, tokens;   /* prefill problem: batch 1, q_len = kv_len = tokens;
+                                    0 = 8 heads, 1024 tokens */
+    int64_t decode_kv_len;       /* decode problem: 32 heads / 8 kv heads, q_len 1; 0 = 4096 */
+    double time_budget_s;        /* candidates that would start after it are skipped and
+                                    reported; 0 = 300 s */
+    int store;                   /* 1: write the winners to the database */
+    attn_tune_report_fn report;  /* optional: called after each group */
+    void *report_user;
+} attn_tune_params;
+
+#define ATTN_TUNE_PARAMS_INIT                                                                \
+    {                                                                                         \
+        sizeof(attn_tune_params), 0, 0, 1, 0, 0, 0, 0.0, 1, NULL, NULL                        \
+    }
+
+typedef struct attn_tune_result {
+    size_t struct_size;          /* sizeof(attn_tune_result) */
+    uint32_t groups_tuned, groups_skipped;
+    uint32_t candidates_timed, candidates_rejected, candidates_failed, candidates_skipped;
+    uint32_t rows_stored;
+    double seconds;
+    char db_path[1024];          /* the database written ("" when nothing was stored) */
+    char store_note[256];        /* why nothing was stored, when so */
+} attn_tune_result;
+
+/* Times candidate tiles for each selected (head-dim class, dtype) of the kernel family the
+ * context's planner picks (attn_context_params.kernel_family or $ATTN_KERNEL_FAMILY choose
+ * another), and of the decode kernel, on the context's device with a representative problem, checks each candidate's output against the
+ * built-in choice's (and that one against the reference on a few rows), and stores each
+ * group's fastest as a database row (the built-in choice unless another is more than 3%
+ * faster). Plans created later in any context on this device and cache directory use the
+ * rows. Other threads may use the context meanwhile (their plans never see the candidates);
+ * the candidates' kernels stay in the context's kernel cache. result may be NULL. */
+ATTN_API attn_status attn_context_tune(attn_context *ctx, const attn_tune_params *params,
+                                       attn_tune_result *result);
 
 #ifdef __cplusplus
 }

@@ -6,6 +6,7 @@
 #include "core/kernels.h"
 #include "core/plan.h"
 #include "core/quirks.h"
+#include "core/tune.h"
 
 
 static uint32_t spec_defines(const attn__kspec *s, attn__define *out)
@@ -73,8 +74,10 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
          * and 17 GFLOP/s (unrolled d=128 ROWS 4: 82 s). So unrolled with 2 rows while Q
          * and O fit in 128 floats per row (d <= 64), else loops with 4 rows. */
         const uint64_t per_row = round_up((uint64_t)p->head_dim, 4) + round_up((uint64_t)p->v_head_dim, 4);
-        spec->unroll_d = per_row <= 128;
-        const uint32_t rows = spec->unroll_d ? 2 : 4;
+        attn__tune_vals tv; /* a tuned row's rows / unroll_d, where one applies */
+        info->tune_source = attn__tune_lookup(plan, ATTN__TUNE_CPU, &tv);
+        spec->unroll_d = tv.unroll_d != ATTN__TUNE_UNSET ? tv.unroll_d : per_row <= 128;
+        const uint32_t rows = tv.rows != ATTN__TUNE_UNSET ? (uint32_t)tv.rows : spec->unroll_d ? 2 : 4;
         spec->block_n = dev->subgroup_size;
         spec->block_m = (long long)rows * spec->block_n;
         spec->vd_vec = 4;
@@ -88,9 +91,14 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         /* A work-item owns 16 query rows as the lanes of a float16 (softmax without
          * horizontal reductions), against 16-key tiles of K^T and V packed per (batch, kv
          * head); P·V keeps vd_vec columns x 16 rows of O in registers. */
+        attn__tune_vals tv; /* a tuned row's vd_vec, where one applies */
+        info->tune_source = attn__tune_lookup(plan, ATTN__TUNE_CPU, &tv);
         spec->block_m = CPU_KEY_VEC;
         spec->block_n = CPU_KEY_VEC;
-        spec->vd_vec = p->v_head_dim >= 16 ? 16 : p->v_head_dim >= 8 ? 8 : 4;
+        spec->vd_vec = tv.vd_vec != ATTN__TUNE_UNSET ? tv.vd_vec
+                       : p->v_head_dim >= 16         ? 16
+                       : p->v_head_dim >= 8          ? 8
+                                                     : 4;
         spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, (uint64_t)spec->vd_vec);
         spec->kd_pad = p->head_dim;
         info->block_m = CPU_KEY_VEC;
@@ -109,6 +117,10 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         uint32_t bn = 32;
         while (bn > 1 && bn * per_key > local / 2)
             bn /= 2;
+        attn__tune_vals tv; /* a tuned row's tiles (checked against these limits) */
+        info->tune_source = attn__tune_lookup(plan, ATTN__TUNE_GPU, &tv);
+        bm = tv.block_m != ATTN__TUNE_UNSET ? (uint32_t)tv.block_m : bm;
+        bn = tv.block_n != ATTN__TUNE_UNSET ? (uint32_t)tv.block_n : bn;
         if (bn * per_key > local)
             return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
                               "head_dim %lld + v_head_dim %lld need %llu bytes of local memory "
@@ -236,7 +248,11 @@ static attn_status plan_decode(attn_plan *plan)
                                                                                  : 16;
     const uint64_t block = lanes * (uint64_t)(glsl ? decode_kb(rows) : 1);
     const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
-    const uint64_t want = (dev->type == ATTN_DEVICE_CPU ? 4 : 32) * cu;
+    attn__tune_vals tv; /* a tuned row's splits per compute unit, where one applies */
+    const attn_tune_source tuned = attn__tune_lookup(plan, ATTN__TUNE_DECODE, &tv);
+    const uint64_t want = (uint64_t)(tv.splits_per_cu != ATTN__TUNE_UNSET
+                                         ? tv.splits_per_cu
+                                         : ATTN__DECODE_SPLITS_PER_CU(dev)) * cu;
     const uint64_t slabs = (uint64_t)(p->batch * p->num_kv_heads);
     uint64_t splits = (want + slabs - 1) / slabs;
     /* At least 64 keys a split (Vulkan: 8 blocks of a group). */
@@ -269,6 +285,7 @@ static attn_status plan_decode(attn_plan *plan)
     plan->info.block_m = (uint32_t)rows;
     plan->info.block_n = plan->split_len;
     plan->info.vec_width = glsl ? 4 : 8;
+    plan->info.tune_source = tuned;
     attn__strlcpy(plan->info.kernel, glsl ? "attn_decode.comp" : "attn_decode.cl",
                   sizeof plan->info.kernel);
     return ATTN_OK;
