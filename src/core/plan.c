@@ -237,6 +237,12 @@ static attn_status plan_decode(attn_plan *plan)
     const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
     if (rows > DECODE_MAX_ROWS || p->kv_len < 128)
         return ATTN_OK;
+    /* The Vulkan decode shader unrolls its rows and head dims, and the driver's compile
+     * time grows steeply with that code: on llvmpipe 4 rows at head_dim 128 (1024 floats
+     * of Q and O per invocation) took 21 s cold under load, 7 rows at head_dim 256 more
+     * than 4 minutes. Beyond 1024 floats the prefill kernels run instead (exact, slower). */
+    if (glsl && (uint64_t)rows * (uint64_t)(p->head_dim + p->v_head_dim) > 1024)
+        return ATTN_OK;
     /* A backend without the decode kernels runs the prefill kernels instead. */
     if (!attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode") ||
         !attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode_merge"))
