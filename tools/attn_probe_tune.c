@@ -36,20 +36,21 @@ static void print_group(void *user, const attn_tune_group *g)
         fprintf(f, "    not tuned: %s\n", g->skipped);
         return;
     }
-    fprintf(f, "    %-28s %9s %9s %11s %9s\n", "candidate", "ms", "GFLOP/s", "compile ms", "max err");
+    fprintf(f, "    %-28s %9s %9s %8s %11s %9s\n", "candidate", "ms", "GFLOP/s", "vs b-in",
+            "compile ms", "max err");
     for (uint32_t i = 0; i < g->num_candidates; i++) {
         const attn_tune_candidate *c = &g->candidates[i];
         char name[80];
         snprintf(name, sizeof name, "%s%s", c->values, c->is_default ? " (built-in)" : "");
         if (c->outcome == ATTN_TUNE_TIMED)
-            fprintf(f, "    %-28s %9.2f %9.2f %8.0f%-3s %9.1e %s\n", name, c->ms, c->gflops,
-                    c->compile_ms, c->compiled ? "" : " c", c->max_err,
+            fprintf(f, "    %-28s %9.2f %9.2f %8.2f %8.0f%-3s %9.1e %s\n", name, c->ms, c->gflops,
+                    c->vs_builtin, c->compile_ms, c->compiled ? "" : " c", c->max_err,
                     (int32_t)i == g->winner ? "chosen" : "");
         else if (c->outcome == ATTN_TUNE_SKIPPED)
             fprintf(f, "    %-28s %s%s\n", name, outcome_word(c), c->note);
         else
-            fprintf(f, "    %-28s %9s %9s %8.0f%-3s %9.1e %s%s\n", name, "-", "-", c->compile_ms,
-                    c->compiled ? "" : " c", c->max_err, outcome_word(c), c->note);
+            fprintf(f, "    %-28s %9s %9s %8s %8.0f%-3s %9.1e %s%s\n", name, "-", "-", "-",
+                    c->compile_ms, c->compiled ? "" : " c", c->max_err, outcome_word(c), c->note);
     }
     if (g->skipped[0])
         fprintf(f, "    not tuned: %s\n", g->skipped);
@@ -75,8 +76,9 @@ int probe_tune(attn_backend backend, uint32_t index, const probe_tune_opts *o)
     tp.store = o->store;
     tp.report = print_group;
     tp.report_user = stdout;
-    printf("  tune (time budget %.0f s; ms = best of 3-15 interleaved runs; compile ms = plan "
-           "creation + first-run excess, 'c' = from a cache)\n",
+    printf("  tune (time budget %.0f s; ms: best of 3-15 interleaved runs; vs b-in: median "
+           "time ratio to the built-in choice in the same rounds, a winner needs <= 0.95;\n"
+           "  compile ms: plan creation + first-run excess, 'c' = kernel from a cache)\n",
            tp.time_budget_s > 0 ? tp.time_budget_s : 300.0);
     fflush(stdout);
     attn_tune_result r = {.struct_size = sizeof r};

@@ -487,6 +487,8 @@ typedef struct attn_tune_candidate {
     double gflops;          /* of that run */
     double max_err;         /* max |o - o_default| / (1 + |o_default|) over the output */
     char note[160];         /* why it was rejected, failed or skipped */
+    double vs_builtin;      /* median over the rounds of its time / the built-in choice's
+                               in the same round (< 1: faster); the choice goes by this */
 } attn_tune_candidate;
 
 /* One (family, head-dim class, dtype) search, reported when it ends. */
@@ -540,8 +542,8 @@ typedef struct attn_tune_result {
  * context's planner picks (attn_context_params.kernel_family or $ATTN_KERNEL_FAMILY choose
  * another), and of the decode kernel, on the context's device with a representative problem, checks each candidate's output against the
  * built-in choice's (and that one against the reference on a few rows), and stores each
- * group's fastest as a database row (the built-in choice unless another is more than 3%
- * faster). Plans created later in any context on this device and cache directory use the
+ * group's fastest as a database row: the built-in choice unless another is at least 5%
+ * faster, as the median of its time over the built-in choice's in interleaved rounds. Plans created later in any context on this device and cache directory use the
  * rows. Other threads may use the context meanwhile (their plans never see the candidates);
  * the candidates' kernels stay in the context's kernel cache. result may be NULL. */
 ATTN_API attn_status attn_context_tune(attn_context *ctx, const attn_tune_params *params,
