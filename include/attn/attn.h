@@ -277,12 +277,125 @@ typedef struct attn_desc {
                               causal alignment uses each batch's length */
     attn_mask_kind mask_kind;
     int want_lse;          /* run writes log-sum-exp (natural log) of each row to args.lse */
+    /* ---- structured sparsity, positions and logits (see "Patterns and positions" below;
+     * every field's zero means off, so descriptions written before them are unchanged).
+     * So far only the reference backend runs them: attn_plan_create on OpenCL or Vulkan
+     * returns ATTN_ERROR_UNSUPPORTED naming the feature. */
+    const struct attn_pattern *patterns; /* NULL: dense; else num_patterns patterns, copied */
+    int64_t num_patterns;  /* 1: one pattern for every head; num_heads: pattern h for head h */
+    int alibi;             /* 1: ALiBi bias -slope[h] * |pos(i) - j| */
+    const float *alibi_slopes; /* [num_heads], copied; NULL: 2^(-8 (h+1) / num_heads) */
+    const float *t5_table; /* [num_heads][t5_num_buckets] bias per bucket, copied; NULL: off */
+    int64_t t5_num_buckets;
+    int64_t t5_max_distance;
+    int t5_bidirectional;  /* 1: buckets for keys before and after the query (encoder) */
+    int rope;              /* 1: rotate Q and K (rotary position embedding) before Q Kᵀ */
+    float rope_base;       /* 0 = 10000 */
+    int64_t rope_dims;     /* leading head dims rotated, even, <= head_dim; 0 = head_dim */
+    int rope_interleaved;  /* 1: pairs (2m, 2m+1) (GPT-J); 0: (m, m + rope_dims/2) (NeoX) */
+    int64_t rope_q_offset; /* query row i has rotary position rope_q_offset + i ... */
+    int64_t rope_k_offset; /* ... and key j rope_k_offset + j (decode: q offset kv_len - 1) */
+    float softcap;         /* > 0: score s becomes softcap * tanh(s / softcap); 0: off */
+    const float *sinks;    /* [num_heads] sink logits, copied; NULL: off */
+    int want_probs;        /* attn_probs_mode: run writes softmax probabilities to args.probs */
+    int64_t probs_head;    /* with ATTN_PROBS_ONE_HEAD: the head written */
 } attn_desc;
 
 #define ATTN_DESC_INIT                                                                        \
     {                                                                                          \
-        sizeof(attn_desc), 1, 1, 0, 1, 1, 64, 0, ATTN_DTYPE_F32, 0.0f, 0, NULL, ATTN_MASK_NONE, 0 \
+        sizeof(attn_desc), 1, 1, 0, 1, 1, 64, 0, ATTN_DTYPE_F32, 0.0f, 0, NULL, ATTN_MASK_NONE, 0, \
+            NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, 0.0f, 0, 0, 0, 0, 0.0f, NULL, 0, 0            \
     }
+
+/* ---- patterns and positions (reference backend only so far) --------------------------------
+ * Positions. Batch b has len = its key length (kv_lens[b], else kv_len). Key j sits at
+ * position j; query row i sits at position pos(i) = i + len - q_len (bottom-right, as
+ * causal). Window, dilation, global tokens, random blocks and ALiBi/T5 use these positions;
+ * RoPE uses its own offsets (attn_desc.rope_*_offset); the block-sparse layout indexes the
+ * score matrix by row i and column j.
+ *
+ * Which keys a query sees. visible(b, h, i, j) =
+ *     j < len                                  (padding)
+ *  && (!causal || j <= pos(i))                 (causal)
+ *  && pattern_h allows (i, j)                  (pattern; dense when none)
+ *  && (boolean mask absent or nonzero)         (explicit mask)
+ * A pattern allows (i, j) when ANY of its enabled parts does (the union of its parts); a
+ * pattern with no part enabled allows everything. An additive mask, ALiBi and T5 biases
+ * are then added to the scores of visible keys (an additive -inf masks too).
+ *
+ * Score of a visible key: s = scale · rope(q_i) · rope(k_j); if softcap > 0,
+ * s = softcap · tanh(s / softcap); then s += additive mask + ALiBi + T5 bias.
+ * p_j = exp(s_j) / (sum over visible keys of exp(s_k) + exp(sink[h])) (the sink term only
+ * with sinks), o_i = sum p_j v_j, lse_i = log of that denominator. A row with no visible
+ * key is zero, its lse -inf and its probabilities 0, with or without a sink. */
+
+/* A pattern's value for an unbounded window extent. */
+#define ATTN_UNBOUNDED (-1)
+
+/* One attention pattern: the union of its enabled parts. Plain data; the library copies
+ * every array at plan creation. Arrays of patterns are strided by patterns[0].struct_size. */
+typedef struct attn_pattern {
+    size_t struct_size;      /* sizeof(attn_pattern) */
+    /* Sliding window (local): j in [pos(i) - window_left, pos(i) + window_right]. Each
+     * extent >= 0 or ATTN_UNBOUNDED; with causal, window_right is cut to 0 by causality. */
+    int window;              /* 1: part on */
+    int64_t window_left, window_right;
+    /* Dilated / strided: (pos(i) - j) is a multiple of dilation, and lies in
+     * [-dilation_right, dilation_left] (ATTN_UNBOUNDED: no limit on that side). E.g.
+     * Longformer dilation d over w keys: dilation = d, dilation_left = w·d. */
+    int64_t dilation;        /* 0: part off; >= 1: on (1 = every key in the extents) */
+    int64_t dilation_left, dilation_right;
+    /* Global tokens: positions in [0, kv_len), strictly ascending. A query at a global
+     * position sees every key; every query sees the keys at global positions. */
+    const int64_t *global_tokens;
+    int64_t num_global;      /* 0: part off */
+    /* BigBird random blocks: key blocks of random_block_size positions, nkb =
+     * ceil(kv_len / random_block_size) of them. A query with pos(i) >= 0 is in query block
+     * qb = pos(i) / random_block_size and sees key block kb(h, qb, t) for t in
+     * [0, random_blocks), where (all uint64_t arithmetic, wrapping; h the query head):
+     *     mix(x) = splitmix64 finaliser: x += 0x9E3779B97F4A7C15;
+     *              x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9;
+     *              x = (x ^ (x >> 27)) * 0x94D049BB133111EB; x ^ (x >> 31)
+     *     kb = mix(mix(mix(random_seed ^ h) ^ qb) ^ t) % nkb
+     * Draws may repeat (then fewer distinct blocks). Same seed, same blocks, any backend. */
+    int64_t random_block_size; /* 0: part off */
+    int64_t random_blocks;     /* r >= 1 when on */
+    uint64_t random_seed;
+    /* Explicit block-sparse layout (BSR): the [q_len, kv_len] score matrix in blocks of
+     * bsr_block_q rows x bsr_block_k columns; block row R = i / bsr_block_q lists its block
+     * columns bsr_col_idx[bsr_row_ptr[R] .. bsr_row_ptr[R + 1]) strictly ascending, each
+     * < ceil(kv_len / bsr_block_k); bsr_row_ptr has ceil(q_len / bsr_block_q) + 1 entries,
+     * starts at 0 and never decreases. (i, j) is allowed when its block is listed. */
+    int64_t bsr_block_q, bsr_block_k; /* 0: part off */
+    const int32_t *bsr_row_ptr;
+    const int32_t *bsr_col_idx;
+} attn_pattern;
+
+#define ATTN_PATTERN_INIT                                                                    \
+    {                                                                                         \
+        sizeof(attn_pattern), 0, 0, 0, 0, 0, 0, NULL, 0, 0, 0, 0, 0, 0, NULL, NULL             \
+    }
+
+/* T5 relative-position bucket of key j for a query at position pos(i), with n =
+ * t5_num_buckets and M = t5_max_distance (T5's relative_position_bucket, in double):
+ *     r = j - pos(i); bucket = 0
+ *     bidirectional: n /= 2; if r > 0: bucket = n; a = |r|
+ *     else:          a = r < 0 ? -r : 0
+ *     e = n / 2 (integer); a < e: bucket += a
+ *     else bucket += min(n - 1, e + (int64_t)(log(a / e) / log(M / e) · (n - e)))
+ * The bias is t5_table[h · t5_num_buckets + bucket]. Needs n >= 2 (bidirectional: even and
+ * >= 4) and M > e. Kernels should take a host-computed bucket-per-distance table, so that
+ * float rounding in the logarithm cannot move a bucket edge.
+ *
+ * RoPE: for each pair (a, b) of a rotated head vector (pair m of rope_dims / 2), the angle
+ * is position · rope_base^(-2m / rope_dims) and (a, b) becomes
+ * (a cos - b sin, a sin + b cos). Dims from rope_dims on are left as they are. */
+
+typedef enum attn_probs_mode {
+    ATTN_PROBS_NONE = 0,
+    ATTN_PROBS_ALL_HEADS = 1, /* args.probs: f32 [batch, num_heads, q_len, kv_len] */
+    ATTN_PROBS_ONE_HEAD = 2   /* args.probs: f32 [batch, 1, q_len, kv_len] of desc.probs_head */
+} attn_probs_mode;
 
 /* A plan is bound to its context and used by one thread at a time. */
 typedef struct attn_plan attn_plan;
@@ -301,6 +414,8 @@ typedef struct attn_run_args {
                                  (the plan must have been created with kv_lens) */
     attn_progress_fn progress;/* optional */
     void *progress_user;
+    attn_tensor probs;        /* with desc.want_probs: f32 [batch, num_heads or 1, q_len,
+                                 kv_len] (see attn_probs_mode); for inspecting small problems */
 } attn_run_args;
 
 /* An absent tensor (dtype NONE). */
@@ -308,7 +423,8 @@ typedef struct attn_run_args {
 #define ATTN_RUN_ARGS_INIT                                                                    \
     {                                                                                          \
         sizeof(attn_run_args), ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE,          \
-            ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, NULL, NULL, NULL             \
+            ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, ATTN_TENSOR_NONE, NULL, NULL, NULL,            \
+            ATTN_TENSOR_NONE                                                                   \
     }
 
 typedef struct attn_plan_info {
@@ -543,7 +659,8 @@ typedef struct attn_tune_result {
  * another), and of the decode kernel, on the context's device with a representative problem, checks each candidate's output against the
  * built-in choice's (and that one against the reference on a few rows), and stores each
  * group's fastest as a database row: the built-in choice unless another is at least 5%
- * faster, as the median of its time over the built-in choice's in interleaved rounds. Plans created later in any context on this device and cache directory use the
+ * faster as the median of its time over the built-in choice's in interleaved rounds, and
+ * faster in its best run too. Plans created later in any context on this device and cache directory use the
  * rows. Other threads may use the context meanwhile (their plans never see the candidates);
  * the candidates' kernels stay in the context's kernel cache. result may be NULL. */
 ATTN_API attn_status attn_context_tune(attn_context *ctx, const attn_tune_params *params,

@@ -350,6 +350,15 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
         free(plan);
         return st;
     }
+    const char *feature = attn__problem_feature(&plan->pb);
+    if (feature && ctx->ops->lang != ATTN__LANG_NONE) {
+        /* Issue 6: patterns and positions have a reference implementation, no kernels yet. */
+        free(plan->kv_lens);
+        free(plan);
+        return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
+                          "%s run on the reference backend only so far (kernels pending)",
+                          feature);
+    }
     if (ctx->ops->lang == ATTN__LANG_NONE) {
         plan->info.struct_size = sizeof plan->info;
         plan->info.family = ATTN_FAMILY_AUTO;

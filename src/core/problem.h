@@ -5,16 +5,6 @@
 
 #include <attn/attn.h>
 
-typedef struct attn__problem {
-    int64_t batch, num_heads, num_kv_heads, q_len, kv_len, head_dim, v_head_dim;
-    attn_dtype dtype;     /* F32 or F16 */
-    double scale;         /* resolved: never 0 */
-    int causal;
-    attn_mask_kind mask_kind;
-    int has_kv_lens;
-    int want_lse;
-} attn__problem;
-
 /* A tensor with its strides resolved (never all zero) and its data in host memory. */
 typedef struct attn__view {
     attn_dtype dtype;
@@ -23,10 +13,68 @@ typedef struct attn__view {
     void *data;
 } attn__view;
 
+/* One validated attn_pattern (attn.h defines the semantics); arrays point into the
+ * plan's copy. */
+typedef struct attn__pattern {
+    int any;                       /* some part is on (else the pattern is dense) */
+    int window;
+    int64_t win_left, win_right;   /* ATTN_UNBOUNDED (-1): no limit */
+    int64_t dilation, dil_left, dil_right;
+    const int64_t *global;
+    int64_t num_global;
+    int64_t rnd_block, rnd_count;
+    uint64_t rnd_seed;
+    int64_t bsr_bq, bsr_bk;        /* 0: no block-sparse part */
+    const int32_t *bsr_row_ptr, *bsr_col_idx;
+} attn__pattern;
+
+/* Patterns, positions and logit transforms of issue 6, resolved (defaults filled, arrays
+ * copied, floats widened). Owned by the plan (allocated with its kv_lens copy). */
+typedef struct attn__features {
+    const attn__pattern *patterns; /* NULL: dense */
+    int64_t num_patterns;          /* 1: every head; num_heads: one per head */
+    const double *alibi_slopes;    /* [num_heads] or NULL */
+    const double *t5_table;        /* [num_heads][t5_buckets] or NULL */
+    int64_t t5_buckets, t5_max_distance;
+    int t5_bidirectional;
+    int rope, rope_interleaved;
+    double rope_base;
+    int64_t rope_dims, rope_q_offset, rope_k_offset;
+    double softcap;                /* 0: off */
+    const double *sinks;           /* [num_heads] or NULL */
+    int probs_mode;                /* attn_probs_mode */
+    int64_t probs_head;
+    attn__view probs;              /* set by attn__validate_run for each run; data NULL: none */
+} attn__features;
+
+typedef struct attn__problem {
+    int64_t batch, num_heads, num_kv_heads, q_len, kv_len, head_dim, v_head_dim;
+    attn_dtype dtype;     /* F32 or F16 */
+    double scale;         /* resolved: never 0 */
+    int causal;
+    attn_mask_kind mask_kind;
+    int has_kv_lens;
+    int want_lse;
+    attn__features *feat; /* NULL: no pattern, position or logit feature (issue 6) */
+} attn__problem;
+
+/* The first issue-6 feature a problem uses, as a plural noun phrase for messages
+ * ("sliding-window patterns"), or NULL when it uses none (src/core/validate.c). */
+const char *attn__problem_feature(const attn__problem *p);
+
+/* Pattern pieces shared by the reference and (later) the kernels' host code, ref.c:
+ * whether pattern pat allows row i (at position qpos) and key j for query head h; the
+ * BigBird key block of draw t; the T5 bucket of relative position r = j - qpos. */
+int attn__pattern_allows(const attn__problem *p, const attn__pattern *pat, int64_t h, int64_t i,
+                         int64_t qpos, int64_t j);
+int64_t attn__bigbird_block(uint64_t seed, int64_t h, int64_t qb, int64_t t, int64_t nkb);
+int64_t attn__t5_bucket(int64_t r, int64_t num_buckets, int64_t max_distance, int bidirectional);
+
 /* Exact attention in double precision on host views (src/core/ref/ref.c).
  * mask and lse may be NULL (or have data NULL) when the problem has none; kv_lens NULL
  * means every batch has p->kv_len keys. Rows whose keys are all masked are zero and
- * their lse is -INFINITY. */
+ * their lse is -INFINITY. With p->feat, its patterns, positions and logit transforms
+ * apply and p->feat->probs (when its data is set) receives the probabilities. */
 void attn__ref_attention(const attn__problem *p, const attn__view *q, const attn__view *k,
                          const attn__view *v, const attn__view *o, const attn__view *mask,
                          const attn__view *lse, const int32_t *kv_lens);
