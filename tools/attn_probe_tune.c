@@ -76,9 +76,9 @@ int probe_tune(attn_backend backend, uint32_t index, const probe_tune_opts *o)
     tp.store = o->store;
     tp.report = print_group;
     tp.report_user = stdout;
-    printf("  tune (time budget %.0f s; ms: best of 3-15 interleaved runs; vs b-in: median "
-           "time ratio to the built-in choice in the same rounds, a winner needs <= 0.95;\n"
-           "  compile ms: plan creation + first-run excess, 'c' = kernel from a cache)\n",
+    printf("  tune (time budget %.0f s). ms: best of 3-15 interleaved runs; vs b-in: median time\n"
+           "  ratio to the built-in choice in the same rounds (a winner needs <= 0.95 and a better\n"
+           "  best run); compile ms: plan creation + first-run excess, 'c': kernel from a cache\n",
            tp.time_budget_s > 0 ? tp.time_budget_s : 300.0);
     fflush(stdout);
     attn_tune_result r = {.struct_size = sizeof r};

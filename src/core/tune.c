@@ -597,7 +597,7 @@ static int store_rows(attn_context *ctx, const row_list *add, char *path_out, si
 #define ROUNDS 3          /* timed runs per candidate at least, interleaved: the best counts */
 #define MAX_ROUNDS 15     /* ... and at most, while a candidate has run for under TIMED_MS */
 #define TIMED_MS 250.0
-#define WIN_MARGIN 0.95   /* a candidate must beat the built-in choice by 5% (noise) */
+#define WIN_MARGIN 0.95   /* a winner's median time ratio to the built-in choice (noise) */
 #define REF_ROWS 8        /* query rows of the built-in choice checked against the reference */
 #define UNROLL_CAP 256    /* Vulkan CPU family: unrolled rows x (head_dim + v_head_dim) */
 
@@ -914,7 +914,7 @@ static void tune_group(tuner *t, int decode, int64_t d, attn_dtype dt)
     const attn__tune_kind kind = decode ? ATTN__TUNE_DECODE
                                  : g.family == ATTN_FAMILY_CPU ? ATTN__TUNE_CPU : ATTN__TUNE_GPU;
     if (decode && !c[0].plan->decode) {
-        snprintf(g.skipped, sizeof g.skipped, "no decode kernel for this problem on this backend");
+        snprintf(g.skipped, sizeof g.skipped, "the planner does not use the decode kernel for this problem here");
         goto done;
     }
     attn__tune_vals def, list[MAX_CANDS];
@@ -1001,8 +1001,9 @@ static void tune_group(tuner *t, int decode, int64_t d, attn_dtype dt)
         pc[i].gflops = gflop / (pc[i].ms / 1e3);
         pc[i].compile_ms = pc[i].plan_ms + (c[i].first_ms > pc[i].ms ? c[i].first_ms - pc[i].ms : 0.0);
         pc[i].vs_builtin = c[0].alive ? median_ratio(&c[i], &c[0]) : 0.0;
-        if (i > 0 && w >= 0 && pc[i].vs_builtin < WIN_MARGIN && pc[i].vs_builtin > 0.0 &&
-            (w == 0 || pc[i].vs_builtin < pc[w].vs_builtin))
+        /* Both statistics must agree: typical (paired median) and best run. */
+        if (i > 0 && w >= 0 && pc[i].vs_builtin <= WIN_MARGIN && pc[i].vs_builtin > 0.0 &&
+            pc[i].ms < pc[0].ms && (w == 0 || pc[i].vs_builtin < pc[w].vs_builtin))
             w = (int32_t)i;
     }
     if (w < 0) {
