@@ -571,6 +571,192 @@ START_TEST(test_bad_inputs_devices)
 }
 END_TEST
 
+/* ---- issue 6: patterns and positions -------------------------------------------------- */
+typedef struct feat_case {
+    const char *what;
+    attn_status expect;
+    const char *needle;
+} feat_case;
+
+static const feat_case feat_cases[] = {
+    {"negative window extent", ATTN_ERROR_INVALID_ARGUMENT, "window_left"},
+    {"dilation negative", ATTN_ERROR_INVALID_ARGUMENT, "dilation"},
+    {"dilation extents with stride 0", ATTN_ERROR_INVALID_ARGUMENT, "dilation (the stride) is 0"},
+    {"global token past kv_len", ATTN_ERROR_OUT_OF_RANGE, "global_tokens[1]"},
+    {"global tokens unsorted", ATTN_ERROR_INVALID_ARGUMENT, "strictly ascending"},
+    {"global tokens NULL", ATTN_ERROR_NULL_POINTER, "global_tokens NULL"},
+    {"random blocks 0 with a block size", ATTN_ERROR_INVALID_ARGUMENT, "random_blocks"},
+    {"BSR block size 0", ATTN_ERROR_INVALID_SHAPE, "bsr_block_q"},
+    {"BSR row pointers decrease", ATTN_ERROR_INVALID_ARGUMENT, "decreases"},
+    {"BSR overflows the grid", ATTN_ERROR_OUT_OF_RANGE, "block grid"},
+    {"BSR column out of range", ATTN_ERROR_OUT_OF_RANGE, "bsr_col_idx[1]"},
+    {"BSR columns unsorted", ATTN_ERROR_INVALID_ARGUMENT, "not strictly ascending"},
+    {"num_patterns neither 1 nor heads", ATTN_ERROR_INVALID_ARGUMENT, "num_patterns"},
+    {"pattern struct_size 0", ATTN_ERROR_STRUCT_SIZE, "ATTN_PATTERN_INIT"},
+    {"rotary dims odd", ATTN_ERROR_INVALID_ARGUMENT, "rope_dims"},
+    {"rotary dims above head_dim", ATTN_ERROR_INVALID_ARGUMENT, "rope_dims"},
+    {"rope fields without rope", ATTN_ERROR_INVALID_ARGUMENT, "rope = 1"},
+    {"T5 bucket table missing", ATTN_ERROR_NULL_POINTER, "bucket table"},
+    {"T5 max distance too small", ATTN_ERROR_INVALID_ARGUMENT, "t5_max_distance"},
+    {"softcap negative", ATTN_ERROR_INVALID_ARGUMENT, "softcap"},
+    {"sink NaN", ATTN_ERROR_INVALID_ARGUMENT, "sinks[2]"},
+    {"alibi slopes without alibi", ATTN_ERROR_INVALID_ARGUMENT, "alibi = 1"},
+    {"probs head out of range", ATTN_ERROR_INVALID_ARGUMENT, "probs_head"},
+    {"probs tensor wrong shape", ATTN_ERROR_SHAPE_MISMATCH, "tensor probs"},
+    {"probs tensor missing", ATTN_ERROR_DTYPE_MISMATCH, "tensor probs"},
+    {"probs given without want_probs", ATTN_ERROR_INVALID_ARGUMENT, "want_probs"},
+    {"probs aliases O", ATTN_ERROR_ALIASING, "overlaps tensor probs"},
+};
+#define NUM_FEAT ((int)(sizeof feat_cases / sizeof feat_cases[0]))
+
+/* Case i: one invalid description or run; returns its status. */
+static attn_status run_feat_case(attn_context *ctx, int i)
+{
+    attn_desc d = small_desc();
+    attn_run_args a = small_args();
+    attn_pattern pat = ATTN_PATTERN_INIT;
+    attn_pattern two[2] = {ATTN_PATTERN_INIT, ATTN_PATTERN_INIT};
+    int64_t g_out[2] = {0, T_SK}, g_unsorted[2] = {3, 1};
+    int32_t rp_dec[3] = {0, 2, 1}, rp_big[3] = {0, 5, 12}, rp_ok[3] = {0, 2, 3};
+    int32_t ci_out[3] = {0, 7, 1}, ci_unsorted[3] = {1, 0, 2};
+    float t5[T_H * 8] = {0}, sinks[T_H] = {0, 0, NAN, 0}, slopes[T_H] = {1, 1, 1, 1};
+    static float probs[T_B * T_H * T_SQ * T_SK];
+    int run = 0;
+    d.patterns = &pat;
+    d.num_patterns = 1;
+    pat.window = 1;
+    switch (i) {
+    case 0: pat.window_left = -2; break;
+    case 1: pat.dilation = -1; break;
+    case 2: pat.dilation_left = 4; break;
+    case 3: pat.global_tokens = g_out; pat.num_global = 2; break;
+    case 4: pat.global_tokens = g_unsorted; pat.num_global = 2; break;
+    case 5: pat.num_global = 2; break;
+    case 6: pat.random_block_size = 4; break;
+    case 7: pat.bsr_block_q = 0; pat.bsr_block_k = 3; pat.bsr_row_ptr = rp_ok; break;
+    case 8: pat.bsr_block_q = 3; pat.bsr_block_k = 3; pat.bsr_row_ptr = rp_dec;
+            pat.bsr_col_idx = ci_out; break;
+    case 9: pat.bsr_block_q = 3; pat.bsr_block_k = 3; pat.bsr_row_ptr = rp_big;
+            pat.bsr_col_idx = ci_out; break;
+    case 10: pat.bsr_block_q = 3; pat.bsr_block_k = 3; pat.bsr_row_ptr = rp_ok;
+             pat.bsr_col_idx = ci_out; break; /* 3 block columns: 7 is outside */
+    case 11: pat.bsr_block_q = 3; pat.bsr_block_k = 3; pat.bsr_row_ptr = rp_ok;
+             pat.bsr_col_idx = ci_unsorted; break;
+    case 12: d.patterns = two; d.num_patterns = 2; break;
+    case 13: pat.struct_size = 0; break;
+    case 14: d.rope = 1; d.rope_dims = 3; break;
+    case 15: d.rope = 1; d.rope_dims = T_D + 2; break;
+    case 16: d.rope_q_offset = 5; break;
+    case 17: d.t5_num_buckets = 8; d.t5_max_distance = 16; break;
+    case 18: d.t5_table = t5; d.t5_num_buckets = 8; d.t5_max_distance = 2; break;
+    case 19: d.softcap = -1.0f; break;
+    case 20: d.sinks = sinks; break;
+    case 21: d.alibi_slopes = slopes; break;
+    case 22: d.want_probs = ATTN_PROBS_ONE_HEAD; d.probs_head = T_H; break;
+    case 23: d.want_probs = ATTN_PROBS_ONE_HEAD; d.probs_head = 1; run = 1;
+             a.probs = attn_tensor_host(ATTN_DTYPE_F32, T_B, T_H, T_SQ, T_SK, probs); break;
+    case 24: d.want_probs = ATTN_PROBS_ALL_HEADS; run = 1; break;
+    case 25: run = 1; a.probs = attn_tensor_host(ATTN_DTYPE_F32, T_B, T_H, T_SQ, T_SK, probs);
+             break;
+    case 26: d.want_probs = ATTN_PROBS_ALL_HEADS; run = 1;
+             a.probs = attn_tensor_host(ATTN_DTYPE_F32, T_B, T_H, T_SQ, T_SK, od); break;
+    default: ck_abort_msg("no case %d", i);
+    }
+    attn_plan *plan = NULL;
+    attn_status s = attn_plan_create(ctx, &d, &plan);
+    if (!run) {
+        ck_assert_ptr_null(plan);
+        return s;
+    }
+    ck_assert_msg(s == ATTN_OK, "case %d: plan: %s", i, attn_last_detail());
+    s = attn_plan_run(plan, &a);
+    attn_plan_destroy(plan);
+    return s;
+}
+
+START_TEST(test_feature_validation)
+{
+    fill_inputs();
+    attn_context *ctx = make_ctx(ATTN_BACKEND_REFERENCE, ATTN_FAMILY_AUTO, 0);
+    for (int i = 0; i < NUM_FEAT; ++i) {
+        const feat_case *c = &feat_cases[i];
+        attn_status s = run_feat_case(ctx, i);
+        const char *detail = attn_last_detail();
+        ck_assert_msg(s == c->expect, "case %d (%s): got %s, expected %s (%s)", i, c->what,
+                      attn_status_name(s), attn_status_name(c->expect), detail);
+        ck_assert_msg(strstr(detail, c->needle) != NULL, "case %d (%s): detail \"%s\" lacks \"%s\"",
+                      i, c->what, detail, c->needle);
+    }
+    /* A valid window plan with a probability output runs on the reference backend. */
+    attn_desc d = small_desc();
+    attn_pattern pat = ATTN_PATTERN_INIT;
+    pat.window = 1;
+    pat.window_left = 2;
+    d.patterns = &pat;
+    d.num_patterns = 1;
+    d.want_probs = ATTN_PROBS_ALL_HEADS;
+    static float probs[T_B * T_H * T_SQ * T_SK];
+    attn_run_args a = small_args();
+    a.probs = attn_tensor_host(ATTN_DTYPE_F32, T_B, T_H, T_SQ, T_SK, probs);
+    attn_plan *plan = NULL;
+    ck_assert_int_eq(attn_plan_create(ctx, &d, &plan), ATTN_OK);
+    ck_assert_int_eq(attn_plan_run(plan, &a), ATTN_OK);
+    attn_plan_destroy(plan);
+    attn_context_destroy(ctx);
+}
+END_TEST
+
+/* OpenCL and Vulkan refuse every feature by name until their kernels exist. */
+START_TEST(test_features_unsupported_on_devices)
+{
+    attn_backend backends[2] = {ATTN_BACKEND_OPENCL, ATTN_BACKEND_VULKAN};
+    for (int bi = 0; bi < 2; ++bi) {
+        if (!backend_present(backends[bi]))
+            continue;
+        attn_context *ctx = make_ctx(backends[bi], ATTN_FAMILY_AUTO, 0);
+        static const float t5[T_H * 8], sinks[T_H];
+        int64_t g[1] = {0};
+        int32_t rp[3] = {0, 1, 1}, ci[1] = {0};
+        const char *needles[] = {"sliding-window", "dilated", "global-token", "BigBird",
+                                 "block-sparse", "per-head", "ALiBi", "T5", "RoPE",
+                                 "soft-capped", "sinks", "probability"};
+        for (int f = 0; f < (int)(sizeof needles / sizeof needles[0]); ++f) {
+            attn_desc d = small_desc();
+            attn_pattern pat = ATTN_PATTERN_INIT;
+            attn_pattern per_head[T_H] = {ATTN_PATTERN_INIT, ATTN_PATTERN_INIT,
+                                          ATTN_PATTERN_INIT, ATTN_PATTERN_INIT};
+            d.patterns = &pat;
+            d.num_patterns = 1;
+            switch (f) {
+            case 0: pat.window = 1; break;
+            case 1: pat.dilation = 2; break;
+            case 2: pat.global_tokens = g; pat.num_global = 1; break;
+            case 3: pat.random_block_size = 3; pat.random_blocks = 1; break;
+            case 4: pat.bsr_block_q = 3; pat.bsr_block_k = 3; pat.bsr_row_ptr = rp;
+                    pat.bsr_col_idx = ci; break;
+            case 5: d.patterns = per_head; d.num_patterns = T_H; break; /* even all dense */
+            default: d.patterns = NULL; d.num_patterns = 0; break;
+            }
+            if (f == 6) d.alibi = 1;
+            if (f == 7) { d.t5_table = t5; d.t5_num_buckets = 8; d.t5_max_distance = 16; }
+            if (f == 8) d.rope = 1;
+            if (f == 9) d.softcap = 30.0f;
+            if (f == 10) d.sinks = sinks;
+            if (f == 11) d.want_probs = ATTN_PROBS_ALL_HEADS;
+            attn_plan *plan = NULL;
+            attn_status s = attn_plan_create(ctx, &d, &plan);
+            const char *detail = attn_context_detail(ctx);
+            ck_assert_msg(s == ATTN_ERROR_UNSUPPORTED, "backend %d feature %s: %s (%s)",
+                          (int)backends[bi], needles[f], attn_status_name(s), detail);
+            ck_assert_ptr_null(plan);
+            ck_assert_msg(strstr(detail, needles[f]) && strstr(detail, "reference backend only"),
+                          "detail \"%s\" lacks \"%s\"", detail, needles[f]);
+        }
+        attn_context_destroy(ctx);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -585,6 +771,8 @@ int main(void)
     tcase_add_test(tc, test_padding_never_read);
     tcase_add_test(tc, test_bad_inputs_reference);
     tcase_add_test(tc, test_bad_inputs_devices);
+    tcase_add_test(tc, test_feature_validation);
+    tcase_add_test(tc, test_features_unsupported_on_devices);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
