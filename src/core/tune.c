@@ -302,12 +302,15 @@ static int parse_row(const char *line, tune_row *r, char *why, size_t n)
 static char *read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");
+    struct stat sb;
     if (!f)
         return NULL;
-    char *buf = malloc(MAX_FILE + 1);
-    size_t n = buf ? fread(buf, 1, MAX_FILE + 1, f) : 0;
+    const int ok = fstat(fileno(f), &sb) == 0 && sb.st_size >= 0 && sb.st_size <= MAX_FILE;
+    char *buf = ok ? malloc((size_t)sb.st_size + 1) : NULL;
+    /* One byte more than the size: a file that grew meanwhile is read again next time. */
+    const size_t n = buf ? fread(buf, 1, (size_t)sb.st_size + 1, f) : 0;
     fclose(f);
-    if (!buf || n > MAX_FILE) {
+    if (!buf || n != (size_t)sb.st_size) {
         free(buf);
         return NULL;
     }
@@ -530,7 +533,9 @@ static int write_db(const char *dir, const char *path, const row_list *l, char *
         vals_text(&r->v, vals, sizeof vals);
         fprintf(m, "%s %lld %s %s", kind_word(r->kind), (long long)r->head_dim,
                 dtype_word(r->dtype), vals);
-        fprintf(m, r->comment[0] ? "  # %s\n" : "\n", r->comment);
+        if (r->comment[0])
+            fprintf(m, "  # %s", r->comment);
+        fputc('\n', m);
     }
     if (fclose(m) != 0 || !text) {
         free(text);
