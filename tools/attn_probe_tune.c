@@ -36,20 +36,20 @@ static void print_group(void *user, const attn_tune_group *g)
         fprintf(f, "    not tuned: %s\n", g->skipped);
         return;
     }
-    fprintf(f, "    %-28s %9s %9s %8s %11s %9s\n", "candidate", "ms", "GFLOP/s", "vs b-in",
+    fprintf(f, "    %-34s %9s %9s %8s %11s %9s\n", "candidate", "ms", "GFLOP/s", "vs b-in",
             "compile ms", "max err");
     for (uint32_t i = 0; i < g->num_candidates; i++) {
         const attn_tune_candidate *c = &g->candidates[i];
         char name[80];
         snprintf(name, sizeof name, "%s%s", c->values, c->is_default ? " (built-in)" : "");
         if (c->outcome == ATTN_TUNE_TIMED)
-            fprintf(f, "    %-28s %9.2f %9.2f %8.2f %8.0f%-3s %9.1e %s\n", name, c->ms, c->gflops,
+            fprintf(f, "    %-34s %9.2f %9.2f %8.2f %8.0f%-3s %9.1e %s\n", name, c->ms, c->gflops,
                     c->vs_builtin, c->compile_ms, c->compiled ? "" : " c", c->max_err,
                     (int32_t)i == g->winner ? "chosen" : "");
         else if (c->outcome == ATTN_TUNE_SKIPPED)
-            fprintf(f, "    %-28s %s%s\n", name, outcome_word(c), c->note);
+            fprintf(f, "    %-34s %s%s\n", name, outcome_word(c), c->note);
         else
-            fprintf(f, "    %-28s %9s %9s %8s %8.0f%-3s %9.1e %s%s\n", name, "-", "-", "-",
+            fprintf(f, "    %-34s %9s %9s %8s %8.0f%-3s %9.1e %s%s\n", name, "-", "-", "-",
                     c->compile_ms, c->compiled ? "" : " c", c->max_err, outcome_word(c), c->note);
     }
     if (g->skipped[0])
