@@ -3,6 +3,7 @@
  * --startup (attn_bench_suite.c, attn_bench_startup.c) measure a fixed set of problems
  * against a clBLAST baseline, and the cold and warm start-up time. */
 #include "attn_bench_startup.h"
+#include "attn_bench_stream.h"
 #include "attn_bench_suite.h"
 #include "attn_bench_util.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
             "usage: attn-bench [options]\n"
             "       attn-bench --suite [--quick] [--max-seconds-per-row S] [device, measurement]\n"
             "       attn-bench --startup [--trials N] [problem, device]\n"
+            "       attn-bench --stream recurrence|compressive [--segment N] [problem, device]\n"
             "Times attention O = softmax(Q K^T / sqrt(d)) V on one device.\n"
             "\n"
             "problem:\n"
@@ -71,6 +73,11 @@ static void usage(FILE *f)
             "  --startup         cold (empty caches) and warm time to create a context and a plan\n"
             "                    for the problem (default: the main prefill), fresh processes\n"
             "  --trials N        start-up trials; the median is reported (5)\n"
+            "streams:\n"
+            "  --stream MODE     push --q-len tokens through an attn_stream in segments:\n"
+            "                    recurrence (Transformer-XL, mem_len = segment) or compressive\n"
+            "                    (Infini-attention); prints time and peak device memory\n"
+            "  --segment N       tokens per segment, k/K suffix = x1024 (4096)\n"
             "  --help            this text\n"
             "\n"
             "Options take their value as '--flag N' or '--flag=N'.\n"
@@ -129,7 +136,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
 {
     *o = (bench_opts){.batch = 1, .heads = 8, .kv_heads = -1, .q_len = 2048, .kv_len = -1,
                       .head_dim = 64, .v_head_dim = -1, .device = -1, .reps = 5, .warmup = 1,
-                      .max_seconds_per_row = 60, .trials = 5, .dtype = ATTN_DTYPE_F32,
+                      .max_seconds_per_row = 60, .trials = 5, .segment = 4096,
+                      .dtype = ATTN_DTYPE_F32,
                       .backend = ATTN_BACKEND_AUTO, .family = ATTN_FAMILY_AUTO};
     /* Lengths up to 2^31 keep bench_visible_pairs() exact in 64 bits. */
     const int64_t len_max = INT64_C(1) << 31, count_max = INT64_C(1) << 20;
@@ -148,6 +156,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         {"check-rows", &o->check_rows, 0, len_max, false},
         {"max-seconds-per-row", &o->max_seconds_per_row, 0, INT32_MAX, false},
         {"trials", &o->trials, 1, 1000, false},
+        {"segment", &o->segment, 1, len_max, true},
     };
     /* --startup-child is not in the usage: --startup runs this program with it, one
      * measurement per process (attn_bench_startup.c). */
@@ -195,7 +204,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             continue;
 
         bool takes_value = !strcmp(name, "dtype") || !strcmp(name, "backend") ||
-                           !strcmp(name, "family");
+                           !strcmp(name, "family") || !strcmp(name, "stream");
         for (size_t f = 0; f < sizeof ints / sizeof ints[0]; f++)
             takes_value |= !strcmp(name, ints[f].name);
         if (!takes_value) {
@@ -211,9 +220,13 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             return EXIT_USAGE;
         }
 
+        static const word_value stream_words[] = {{"recurrence", ATTN_STREAM_RECURRENCE},
+                                                  {"compressive", ATTN_STREAM_COMPRESSIVE},
+                                                  {NULL, 0}};
         const word_value *words = !strcmp(name, "dtype")     ? bench_dtype_words
                                   : !strcmp(name, "backend") ? bench_backend_words
                                   : !strcmp(name, "family")  ? bench_family_words
+                                  : !strcmp(name, "stream")  ? stream_words
                                                              : NULL;
         if (words) {
             int v;
@@ -232,6 +245,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
                 o->dtype = (attn_dtype)v;
             else if (words == bench_backend_words)
                 o->backend = (attn_backend)v;
+            else if (words == stream_words)
+                o->stream_mode = v;
             else
                 o->family = (attn_kernel_family)v;
             continue;
@@ -257,6 +272,11 @@ static int parse_args(int argc, char **argv, bench_opts *o)
         o->kv_len = o->q_len;
     if (o->v_head_dim < 0)
         o->v_head_dim = o->head_dim;
+    if (o->stream_mode && (o->suite || o->startup || o->check || o->host || o->json)) {
+        usage_error("%s%s", "--stream is a run of its own: without --suite, --startup, ",
+                    "--check, --host or --json");
+        return EXIT_USAGE;
+    }
     if (o->suite && o->startup) {
         usage_error("%s%s", "--suite and --startup are separate runs", "");
         return EXIT_USAGE;
@@ -630,6 +650,8 @@ int main(int argc, char **argv)
         return bench_startup(&opts, argv[0]);
     if (opts.suite)
         return bench_suite(&opts);
+    if (opts.stream_mode)
+        return bench_stream(&opts);
     bench b = {0};
     rc = run(&opts, &b);
     bench_free(&b);

@@ -21,6 +21,8 @@ typedef struct bench_opts {
     int64_t device; /* -1: not given */
     int64_t reps, warmup, budget, check_rows;
     int64_t max_seconds_per_row, trials;
+    int64_t segment;          /* --stream: tokens per pushed segment */
+    int stream_mode;          /* --stream: attn_stream_mode; 0 = not a stream run */
     attn_dtype dtype;
     attn_backend backend;
     attn_kernel_family family;
