@@ -173,13 +173,26 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
 
 #define DECODE_MAX_ROWS 16 /* query rows per kv head the decode kernel holds */
 
-/* Vulkan's decode kernel unrolls its loops over rows and over the keys of a block, so
- * fewer keys per block as rows grow keep its code (and llvmpipe's compile) small. */
-static int64_t decode_kb(int64_t rows) { return rows >= 16 ? 1 : rows >= 8 ? 2 : 4; }
+/* Vulkan: rows per work-group (RC in attn_decode.comp) and keys per block (KB). The
+ * shader unrolls both, and llvmpipe's compile time at the first dispatch grows steeply
+ * with the Q and O values an invocation keeps live and with the unrolled block. Measured
+ * here (head_dim 128, 4 rows, f16, cold, under load): 4 rows x 4 keys 27 s (then ~10 ms a
+ * run at kv 4096, 32/8 heads), 4 x 1 8.6 s, 2 x 4 6.6 s, 2 x 1 2.7 s (~15-25 ms a run);
+ * the element-wise variant 8 s at 2 rows, 30 s at 4. So one key per block and about 512
+ * floats of Q and O per group: a kv head's rows spread over several groups, each reading
+ * K/V (the prefill shaders take more than 1024 floats of rows, see plan_decode). */
+#define DECODE_KB 1
+static int64_t decode_rc(const attn__problem *p)
+{
+    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
+    const int64_t per_row = (p->head_dim + 3) / 4 * 4 + (p->v_head_dim + 3) / 4 * 4;
+    const int64_t rc = 512 / per_row;
+    return rc < 1 ? 1 : rc > rows ? rows : rc;
+}
 
 /* The decode kernels' defines. OpenCL's kernel holds up to MAX_ROWS rows; the Vulkan
  * shader is specialised to the exact rows, its LANES invocations per group (the plan's
- * work-group size), KB keys per block, and whether K/V rows load as vec4s (kv_vec). */
+ * work-group size), its rows per group (RC), KB keys per block, and its K/V words (kv_vec). */
 static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *d)
 {
     const attn__problem *p = &plan->pb;
@@ -194,8 +207,9 @@ static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *
         return n;
     }
     d[n++] = (attn__define){"ROWS", rows};
+    d[n++] = (attn__define){"RC", decode_rc(p)};
     d[n++] = (attn__define){"LANES", plan->info.work_group_size};
-    d[n++] = (attn__define){"KB", decode_kb(rows)};
+    d[n++] = (attn__define){"KB", DECODE_KB};
     d[n++] = (attn__define){"KV_VEC", kv_vec};
     return n;
 }
@@ -219,7 +233,7 @@ static attn_status decode_kernels(attn_plan *plan, int kv_vec, void *k[2])
 {
     static const char *const files[] = {"attn_decode.cl"};
     static const char *const entries[] = {"attn_decode", "attn_decode_merge"};
-    attn__define defs[8];
+    attn__define defs[9];
     const uint32_t nd = decode_defines(plan, kv_vec, defs);
     return attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, nd, k);
 }
@@ -252,7 +266,7 @@ static attn_status plan_decode(attn_plan *plan)
     const uint64_t lanes = !glsl ? 1
                            : dev->subgroup_size >= 4 && dev->subgroup_size <= 64 ? dev->subgroup_size
                                                                                  : 16;
-    const uint64_t block = lanes * (uint64_t)(glsl ? decode_kb(rows) : 1);
+    const uint64_t block = lanes * (uint64_t)(glsl ? DECODE_KB : 1);
     const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
     attn__tune_vals tv; /* a tuned row's splits per compute unit, where one applies */
     const attn_tune_source tuned = attn__tune_lookup(plan, ATTN__TUNE_DECODE, &tv);
@@ -267,11 +281,13 @@ static attn_status plan_decode(attn_plan *plan)
     if (splits > most)
         splits = most;
     /* llvmpipe's cap (quirk max_loop_iterations): an invocation of the Vulkan shader loops
-     * once per block of its range plus a few times, so a range holds at most about
-     * cap / 2 blocks (a safety factor of 2, as in schedule.c). */
+     * once per block of its keys, or, in its element-wise variant (which a run may need:
+     * strided K/V), 1 + head_dim / 4 + v_head_dim / 4 times per key; a range holds what
+     * the latter allows within cap / 2 (a safety factor of 2, as in schedule.c). */
     const uint32_t cap = attn__quirks_of(dev).max_loop_iterations;
     if (glsl && cap) {
-        const uint64_t keys = ((uint64_t)cap / 2 - 16) * block;
+        const uint64_t per_key = 1 + (uint64_t)(p->head_dim + 3) / 4 + (uint64_t)(p->v_head_dim + 3) / 4;
+        const uint64_t keys = ((uint64_t)cap / 2 - 16) / per_key * lanes;
         const uint64_t least = ((uint64_t)p->kv_len + keys - 1) / keys;
         if (splits < least)
             splits = least;
@@ -707,7 +723,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         la.buffers[5] = op;
         la.buffers[6] = lp;
         la.num_buffers = 7;
-        la.groups[0] = plan->num_splits / lanes;
+        /* Vulkan: a group per (key range, group of RC rows). */
+        const int64_t rc = decode_rc(p), drows = p->q_len * (p->num_heads / p->num_kv_heads);
+        la.groups[0] = plan->num_splits / lanes * (glsl ? (size_t)((drows + rc - 1) / rc) : 1);
         la.groups[1] = (size_t)p->num_kv_heads;
         la.groups[2] = (size_t)p->batch;
         la.local[0] = lanes;
