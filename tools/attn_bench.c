@@ -360,11 +360,7 @@ static int run(const bench_opts *o, bench *b)
     }
 
     /* Context and device. */
-    attn_context_params cp = ATTN_CONTEXT_PARAMS_INIT;
-    cp.backend = o->backend;
-    cp.device_index = (uint32_t)(o->device < 0 ? 0 : o->device);
-    cp.kernel_family = o->family;
-    cp.memory_budget = (uint64_t)o->budget;
+    attn_context_params cp = bench_context_params(o);
     TRY("attn_context_create", attn_context_create(&cp, &b->ctx));
     attn_device_info dev = {.struct_size = sizeof dev};
     TRY("attn_context_device_info", attn_context_device_info(b->ctx, &dev));
@@ -405,16 +401,7 @@ static int run(const bench_opts *o, bench *b)
         TRY("attn_buffer_upload (V)", attn_buffer_upload(b->vb, 0, b->v, bv));
     }
 
-    attn_desc desc = ATTN_DESC_INIT;
-    desc.batch = o->batch;
-    desc.num_heads = o->heads;
-    desc.num_kv_heads = o->kv_heads;
-    desc.q_len = o->q_len;
-    desc.kv_len = o->kv_len;
-    desc.head_dim = o->head_dim;
-    desc.v_head_dim = o->v_head_dim;
-    desc.dtype = dt;
-    desc.causal = o->causal;
+    attn_desc desc = bench_desc(o);
 
     double t0 = bench_now_ms();
     TRY("attn_plan_create", attn_plan_create(b->ctx, &desc, &b->plan));

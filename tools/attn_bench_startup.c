@@ -28,20 +28,8 @@ typedef struct startup_sample {
 
 int bench_startup_child(const bench_opts *o)
 {
-    attn_context_params cp = ATTN_CONTEXT_PARAMS_INIT;
-    cp.backend = o->backend;
-    cp.device_index = (uint32_t)(o->device < 0 ? 0 : o->device);
-    cp.kernel_family = o->family;
-    attn_desc desc = ATTN_DESC_INIT;
-    desc.batch = o->batch;
-    desc.num_heads = o->heads;
-    desc.num_kv_heads = o->kv_heads;
-    desc.q_len = o->q_len;
-    desc.kv_len = o->kv_len;
-    desc.head_dim = o->head_dim;
-    desc.v_head_dim = o->v_head_dim;
-    desc.dtype = o->dtype;
-    desc.causal = o->causal;
+    attn_context_params cp = bench_context_params(o);
+    attn_desc desc = bench_desc(o);
     const size_t esize = o->dtype == ATTN_DTYPE_F16 ? 2 : 4;
     size_t n[4];
     if (!bench_count4(o->batch, o->q_len, o->heads, o->head_dim, &n[0]) ||

@@ -30,11 +30,7 @@ int bench_stream(const bench_opts *o)
         fprintf(stderr, "attn-bench: out of host memory\n");
         goto done;
     }
-    attn_context_params cp = ATTN_CONTEXT_PARAMS_INIT;
-    cp.backend = o->backend;
-    cp.device_index = (uint32_t)(o->device < 0 ? 0 : o->device);
-    cp.kernel_family = o->family;
-    cp.memory_budget = (uint64_t)o->budget;
+    attn_context_params cp = bench_context_params(o);
     attn_status s = attn_context_create(&cp, &ctx);
     if (s != ATTN_OK) {
         rc = bench_fail("attn_context_create", s);

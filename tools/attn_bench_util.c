@@ -222,3 +222,28 @@ double bench_element(const void *p, attn_dtype dtype, size_t i)
         return bench_half_to_float(((const uint16_t *)p)[i]);
     return ((const float *)p)[i];
 }
+
+attn_context_params bench_context_params(const bench_opts *o)
+{
+    attn_context_params cp = ATTN_CONTEXT_PARAMS_INIT;
+    cp.backend = o->backend;
+    cp.device_index = (uint32_t)(o->device < 0 ? 0 : o->device);
+    cp.kernel_family = o->family;
+    cp.memory_budget = (uint64_t)o->budget;
+    return cp;
+}
+
+attn_desc bench_desc(const bench_opts *o)
+{
+    attn_desc desc = ATTN_DESC_INIT;
+    desc.batch = o->batch;
+    desc.num_heads = o->heads;
+    desc.num_kv_heads = o->kv_heads;
+    desc.q_len = o->q_len;
+    desc.kv_len = o->kv_len;
+    desc.head_dim = o->head_dim;
+    desc.v_head_dim = o->v_head_dim;
+    desc.dtype = o->dtype;
+    desc.causal = o->causal;
+    return desc;
+}

@@ -73,6 +73,11 @@ uint64_t bench_visible_pairs(int64_t q_len, int64_t kv_len, bool causal);
 void bench_json_string(FILE *f, const char *s);
 void bench_json_number(FILE *f, double v);
 
+/* The context parameters (backend, device, family, budget) and the attention description
+ * (shape, dtype, causal) that the options ask for. */
+attn_context_params bench_context_params(const bench_opts *o);
+attn_desc bench_desc(const bench_opts *o);
+
 /* Prints a failing call's status and the library's detail to stderr; returns 1. */
 int bench_fail(const char *what, attn_status s);
 
