@@ -24,10 +24,10 @@ static const quirk_row quirk_table[] = {
     /* llvmpipe (Mesa's CPU Vulkan driver; seen on Mesa 22.3): gallivm guards every shader
      * against endless loops with one counter per invocation (LP_MAX_TGSI_LOOP_ITERATIONS,
      * 65535) that all its non-unrolled loops count down; at 0 they exit silently, so a
-     * long key range in one invocation yields wrong output, no error. Measured here: the
-     * CPU-class kernel breaks near 700 keys per launch at head_dim 64, the GPU-class one
-     * (head-dim loops unrolled) near 26k. Not yet consumed: the scheduler has to cap the
-     * keys per launch (chunks merged exactly) on such devices. */
+     * long key range in one invocation yields wrong output, no error. Consumed by the
+     * scheduler (keys_cap in schedule.c: keys per launch from each shader's loop
+     * structure, chunks merged exactly), by plan_decode (keys per split) and by the
+     * compressive stream (long segments folded into the memory in parts). */
     {.backend = ATTN_BACKEND_VULKAN, .vendor_id = 0x10005, .driver = "llvmpipe",
      .set = {.max_loop_iterations = 65535}},
 };
