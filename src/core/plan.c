@@ -171,6 +171,28 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
     return total >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)total;
 }
 
+/* Whether a tensor of the problem may be bound in windows on Vulkan: larger than one of
+ * the backend's four windows of maxStorageBufferRange (max_binding_bytes / 4, or less when
+ * the maximum allocation caps it; conservative). Chunks of a scheduled run are no larger
+ * than the whole tensors, so "no" holds for every launch of the plan. */
+int attn__plan_may_window(const attn_plan *plan)
+{
+    const attn__problem *p = &plan->pb;
+    if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
+        return 0;
+    const uint64_t es = attn__dtype_size(p->dtype);
+    const uint64_t d = (uint64_t)(p->head_dim > p->v_head_dim ? p->head_dim : p->v_head_dim);
+    const uint64_t kv = (uint64_t)p->batch * (uint64_t)p->kv_len * (uint64_t)p->num_kv_heads * d * es;
+    const uint64_t qo = (uint64_t)p->batch * (uint64_t)p->q_len * (uint64_t)p->num_heads * d * es;
+    /* The CPU family's packed K/V copies are f32 rows (KD_PAD, VD_PAD floats). */
+    const uint64_t packed = (uint64_t)p->batch * (uint64_t)p->num_kv_heads *
+                            ((uint64_t)p->kv_len + 16) * (plan->kd_pad > plan->vd_pad ? plan->kd_pad : plan->vd_pad) * 4;
+    uint64_t big = kv > qo ? kv : qo;
+    if (packed > big)
+        big = packed;
+    return big > plan->ctx->info.max_binding_bytes / 4;
+}
+
 #define DECODE_MAX_ROWS 16 /* query rows per kv head the decode kernel holds */
 
 /* Vulkan: rows per work-group (RC in attn_decode.comp) and keys per block (KB). The
@@ -256,6 +278,11 @@ static attn_status plan_decode(attn_plan *plan)
      * of Q and O per invocation) took 21 s cold under load, 7 rows at head_dim 256 more
      * than 4 minutes. Beyond 1024 floats the prefill kernels run instead (exact, slower). */
     if (glsl && (uint64_t)rows * (uint64_t)(p->head_dim + p->v_head_dim) > 1024)
+        return ATTN_OK;
+    /* Nor where a tensor may be bound in windows: every load of the windowed variant
+     * branches over the windows, and llvmpipe took 42 s to compile it for a 141 MiB K
+     * (1200 heads, 480 keys). The prefill shader keeps its loops rolled there (1 s). */
+    if (glsl && attn__plan_may_window(plan))
         return ATTN_OK;
     /* A backend without the decode kernels runs the prefill kernels instead. */
     if (!attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode") ||

@@ -70,6 +70,8 @@ struct attn_plan {
 };
 
 size_t attn__dtype_size(attn_dtype t);
+/* Whether a tensor of the plan's problem may be bound in windows on Vulkan (see plan.c). */
+int attn__plan_may_window(const attn_plan *plan);
 
 #define ATTN__CPU_KEY_VEC 16 /* keys per score vector in the CPU family (float16) */
 #define ATTN__PACK_GROUP 16  /* work-items per group of the packing kernel */

@@ -117,7 +117,7 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
  * iterations). Iterations per key follow each family's loop structure, with a safety
  * factor of 2. The Vulkan CPU-class shader loops once per block of block_n keys, plus
  * once per key of the block for a mask tensor, plus once per vec4 of the K and V rows
- * where the planner keeps the head-dim loops (UNROLL_D 0). The GPU-class shaders loop
+ * (kept as loops where UNROLL_D is 0 and in every windowed variant). The GPU-class shaders loop
  * once per 8 head-dim elements of K and of V plus twice per key. UINT64_MAX where there
  * is no cap. */
 static uint64_t keys_cap(const attn_plan *plan)
@@ -127,9 +127,11 @@ static uint64_t keys_cap(const attn_plan *plan)
         return UINT64_MAX;
     uint64_t cap;
     if (plan->info.family == ATTN_FAMILY_CPU) {
+        /* The windowed variant keeps its head-dim loops whatever UNROLL_D says
+         * (attn_fwd_cpu.comp). */
         uint64_t per_block = 1 + (plan->pb.mask_kind != ATTN_MASK_NONE ? plan->info.block_n : 0);
-        if (!plan->spec.unroll_d)
-            per_block += (plan->spec.kd_pad + plan->spec.vd_pad) / 4;
+        if (!plan->spec.unroll_d || attn__plan_may_window(plan))
+            per_block += (uint64_t)(plan->spec.kd_pad + plan->spec.vd_pad) / 4;
         cap = (uint64_t)q.max_loop_iterations / per_block / 2 * plan->info.block_n;
     } else {
         const uint64_t dims = (uint64_t)(plan->pb.head_dim + plan->pb.v_head_dim);
