@@ -596,6 +596,7 @@ static attn_status attn_vk_frame_make(attn_vk_device *d, attn_vk_frame *f)
     };
     if ((r = vkAllocateCommandBuffers(d->device, &ai, &f->cmd)) != VK_SUCCESS)
         return attn_vk_fail(d, r, "vkAllocateCommandBuffers", "making a command batch");
+    /* Every set of a batch may be windowed: 8 slots x 4 windows + the params block. */
     VkDescriptorPoolSize sizes[2] = {
         {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ATTN_VK_BATCH * ATTN_VK_PARAMS_BINDING},
         {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, ATTN_VK_BATCH},
@@ -762,57 +763,31 @@ static void attn_vk_async_free(attn_vk_device *d)
 
 static void attn_vk_close(void *dev);
 
-/* Command pool, fence, descriptor pool, params ring, dummy buffer: the per-device objects
- * the library creates on whichever VkDevice (its own or the application's). */
+/* The recording frame (command pool and buffer, descriptor pool, params ring: what
+ * attn_vk_frame_make makes for every frame), fence, pipeline cache and dummy buffer: the
+ * per-device objects the library creates on whichever VkDevice (its own or the
+ * application's). On failure what exists is the device's, for attn_vk_close. */
 static attn_status attn_vk_setup(attn_vk_device *d)
 {
-    VkResult r;
-    VkCommandPoolCreateInfo pi = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO,
-        .flags = VK_COMMAND_POOL_CREATE_TRANSIENT_BIT,
-        .queueFamilyIndex = d->queue_family,
-    };
-    if ((r = vkCreateCommandPool(d->device, &pi, NULL, &d->cmd_pool)) != VK_SUCCESS)
-        return attn_vk_fail(d, r, "vkCreateCommandPool", "opening the device");
-    VkCommandBufferAllocateInfo ai = {
-        .sType = VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO,
-        .commandPool = d->cmd_pool,
-        .level = VK_COMMAND_BUFFER_LEVEL_PRIMARY,
-        .commandBufferCount = 1,
-    };
-    if ((r = vkAllocateCommandBuffers(d->device, &ai, &d->cmd)) != VK_SUCCESS)
-        return attn_vk_fail(d, r, "vkAllocateCommandBuffers", "opening the device");
-    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-    if ((r = vkCreateFence(d->device, &fi, NULL, &d->fence)) != VK_SUCCESS)
-        return attn_vk_fail(d, r, "vkCreateFence", "opening the device");
-    /* Every set of a batch may be windowed: 8 slots x 4 windows + the params block. */
-    VkDescriptorPoolSize sizes[2] = {
-        {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ATTN_VK_BATCH * ATTN_VK_PARAMS_BINDING},
-        {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, ATTN_VK_BATCH},
-    };
-    VkDescriptorPoolCreateInfo dpi = {
-        .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
-        .maxSets = ATTN_VK_BATCH,
-        .poolSizeCount = 2,
-        .pPoolSizes = sizes,
-    };
-    if ((r = vkCreateDescriptorPool(d->device, &dpi, NULL, &d->desc_pool)) != VK_SUCCESS)
-        return attn_vk_fail(d, r, "vkCreateDescriptorPool", "opening the device");
-    VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
-    if ((r = vkCreatePipelineCache(d->device, &ci, NULL, &d->pipeline_cache)) != VK_SUCCESS)
-        return attn_vk_fail(d, r, "vkCreatePipelineCache", "opening the device");
-
     uint64_t align = d->props.limits.minUniformBufferOffsetAlignment;
     if (align < 16)
         align = 16;
     d->params_stride = (uint32_t)((512 + align - 1) / align * align);
-    attn_status st = attn_vk_make_buffer(d, (uint64_t)d->params_stride * ATTN_VK_BATCH, 1,
-                                         VK_BUFFER_USAGE_UNIFORM_BUFFER_BIT, &d->params);
-    if (st == ATTN_OK && !d->params.mapped)
-        st = attn__fail(d->ctx, ATTN_ERROR_BACKEND, "Vulkan: the params buffer is not mappable");
-    if (st == ATTN_OK)
-        st = attn_vk_make_buffer(d, 256, 0, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, &d->dummy);
-    return st;
+    attn_vk_frame f = {0};
+    attn_status st = attn_vk_frame_make(d, &f);
+    attn_vk_frame_swap(d, &f); /* the device's fields were empty: f is empty again */
+    if (st != ATTN_OK)
+        return st;
+    if (!d->params.mapped)
+        return attn__fail(d->ctx, ATTN_ERROR_BACKEND, "Vulkan: the params buffer is not mappable");
+    VkResult r;
+    VkFenceCreateInfo fi = {.sType = VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+    if ((r = vkCreateFence(d->device, &fi, NULL, &d->fence)) != VK_SUCCESS)
+        return attn_vk_fail(d, r, "vkCreateFence", "opening the device");
+    VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
+    if ((r = vkCreatePipelineCache(d->device, &ci, NULL, &d->pipeline_cache)) != VK_SUCCESS)
+        return attn_vk_fail(d, r, "vkCreatePipelineCache", "opening the device");
+    return attn_vk_make_buffer(d, 256, 0, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, &d->dummy);
 }
 
 /* Fills the capability fields from what the device offers and what is enabled. */
