@@ -568,15 +568,15 @@ static int run(const bench_opts *o, bench *b)
     if (o->json) {
         FILE *f = stdout;
         fputs("{\"device\": ", f);
-        bench_json_string(f, dev.name);
+        tool_json_string(f, dev.name);
         fputs(", \"backend\": ", f);
-        bench_json_string(f, bench_word_of(bench_backend_words, dev.backend));
+        tool_json_string(f, bench_word_of(bench_backend_words, dev.backend));
         fprintf(f, ", \"device_index\": %" PRIu32 ", \"device_type\": ", dev.index);
-        bench_json_string(f, bench_device_type_name(dev.type));
+        tool_json_string(f, bench_device_type_name(dev.type));
         fputs(", \"api_version\": ", f);
-        bench_json_string(f, dev.api_version);
+        tool_json_string(f, dev.api_version);
         fputs(", \"version\": ", f);
-        bench_json_string(f, attn_version_string());
+        tool_json_string(f, attn_version_string());
         fprintf(f,
                 ", \"batch\": %" PRId64 ", \"heads\": %" PRId64 ", \"kv_heads\": %" PRId64
                 ", \"q_len\": %" PRId64 ", \"kv_len\": %" PRId64 ", \"head_dim\": %" PRId64
@@ -588,7 +588,7 @@ static int run(const bench_opts *o, bench *b)
                 ", \"vec_width\": %" PRIu32 ", \"work_group_size\": %" PRIu32 ", \"kernel\": ",
                 bench_word_of(bench_family_words, info.family), info.block_m, info.block_n,
                 info.vec_width, info.work_group_size);
-        bench_json_string(f, info.kernel);
+        tool_json_string(f, info.kernel);
         fprintf(f, ", \"reps\": %" PRId64 ", \"warmup\": %" PRId64 ", \"plan_ms\": ", o->reps,
                 o->warmup);
         bench_json_number(f, plan_ms);

@@ -309,7 +309,7 @@ int bench_startup(const bench_opts *o, const char *argv0)
     const double load_start = bench_load_average();
     if (o->json) {
         printf("{\"mode\": \"startup\", \"version\": ");
-        bench_json_string(stdout, attn_version_string());
+        tool_json_string(stdout, attn_version_string());
         printf(", \"trials\": %zu, \"batch\": %" PRId64 ", \"heads\": %" PRId64
                ", \"kv_heads\": %" PRId64 ", \"q_len\": %" PRId64 ", \"kv_len\": %" PRId64
                ", \"head_dim\": %" PRId64 ", \"v_head_dim\": %" PRId64
@@ -374,7 +374,7 @@ int bench_startup(const bench_opts *o, const char *argv0)
             }
             if (o->json) {
                 printf("%s{\"device\": ", first ? "" : ", ");
-                bench_json_string(stdout, info.name);
+                tool_json_string(stdout, info.name);
                 printf(", \"backend\": \"%s\", \"device_index\": %" PRIu32 ", ", argv[3], i);
                 print_samples(o, label, "cold", cold, trials, scratch);
                 printf(", ");

@@ -450,18 +450,18 @@ static void text_row(const suite_row *r, const row_result *res)
 static void json_device_open(const suite_device *dv, bool first)
 {
     printf("%s{\"device\": ", first ? "" : ", ");
-    bench_json_string(stdout, dv->info.name);
+    tool_json_string(stdout, dv->info.name);
     printf(", \"backend\": ");
-    bench_json_string(stdout, bench_word_of(bench_backend_words, dv->info.backend));
+    tool_json_string(stdout, bench_word_of(bench_backend_words, dv->info.backend));
     printf(", \"device_index\": %" PRIu32 ", \"device_type\": ", dv->info.index);
-    bench_json_string(stdout, bench_device_type_name(dv->info.type));
+    tool_json_string(stdout, bench_device_type_name(dv->info.type));
     printf(", \"api_version\": ");
-    bench_json_string(stdout, dv->info.api_version);
+    tool_json_string(stdout, dv->info.api_version);
     printf(", \"driver_version\": ");
-    bench_json_string(stdout, dv->info.driver_version);
+    tool_json_string(stdout, dv->info.driver_version);
     printf(", \"baseline_device\": ");
     if (dv->base_cl)
-        bench_json_string(stdout, bench_cl_device_name(dv->base_cl));
+        tool_json_string(stdout, bench_cl_device_name(dv->base_cl));
     else
         printf("null");
     printf(", \"baseline_opencl_index\": ");
@@ -473,7 +473,7 @@ static void json_device_open(const suite_device *dv, bool first)
     if (dv->base_cl)
         printf("null");
     else
-        bench_json_string(stdout, dv->base_why);
+        tool_json_string(stdout, dv->base_why);
     printf(", \"rows\": [");
 }
 
@@ -491,12 +491,12 @@ static void json_row(const suite_device *dv, const suite_row *r, const row_resul
            bench_word_of(bench_dtype_words, s->dtype), s->causal ? "true" : "false");
     printf(", \"skipped\": ");
     if (res->skipped[0])
-        bench_json_string(stdout, res->skipped);
+        tool_json_string(stdout, res->skipped);
     else
         printf("null");
     printf(", \"error\": ");
     if (res->error[0])
-        bench_json_string(stdout, res->error);
+        tool_json_string(stdout, res->error);
     else
         printf("null");
     printf(", \"flops\": ");
@@ -507,7 +507,7 @@ static void json_row(const suite_device *dv, const suite_row *r, const row_resul
     if (ran) {
         printf(", \"family\": \"%s\", \"kernel\": ",
                bench_word_of(bench_family_words, res->plan.family));
-        bench_json_string(stdout, res->plan.kernel);
+        tool_json_string(stdout, res->plan.kernel);
     }
     const struct {
         const char *name;
@@ -535,12 +535,12 @@ static void json_row(const suite_device *dv, const suite_row *r, const row_resul
     }
     printf(", \"nonfinite_vs_baseline\": %" PRIu64 ", \"baseline_gemm\": ", res->nonfinite);
     if (res->base_ran)
-        bench_json_string(stdout, bench_cl_gemm_kind(dv->base_cl, s->dtype));
+        tool_json_string(stdout, bench_cl_gemm_kind(dv->base_cl, s->dtype));
     else
         printf("null");
     printf(", \"baseline_note\": ");
     if (ran && !res->base_ran)
-        bench_json_string(stdout, res->base_note);
+        tool_json_string(stdout, res->base_note);
     else
         printf("null");
     printf("}");
@@ -645,11 +645,11 @@ int bench_suite(const bench_opts *o)
     const double load_start = bench_load_average();
     if (st.json) {
         printf("{\"mode\": \"suite\", \"version\": ");
-        bench_json_string(stdout, attn_version_string());
+        tool_json_string(stdout, attn_version_string());
         printf(", \"reps\": %" PRId64 ", \"warmup\": %" PRId64 ", \"max_seconds_per_row\": %" PRId64
                ", \"quick\": %s, \"baseline\": ",
                o->reps, o->warmup, o->max_seconds_per_row, o->quick ? "true" : "false");
-        bench_json_string(stdout, bench_cl_baseline_name());
+        tool_json_string(stdout, bench_cl_baseline_name());
         printf(", \"load_average_start\": ");
         bench_json_number(stdout, load_start);
         printf(", \"devices\": [");

@@ -178,20 +178,6 @@ int bench_fail(const char *what, attn_status s)
     return 1;
 }
 
-void bench_json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 /* A finite number, or null: JSON has no inf or NaN. */
 void bench_json_number(FILE *f, double v)
 {

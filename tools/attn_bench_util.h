@@ -5,6 +5,8 @@
 
 #include <attn/attn.h>
 
+#include "tool_json.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,8 +71,7 @@ bool bench_count4(int64_t a, int64_t b, int64_t c, int64_t d, size_t *out);
  * query i sees keys j <= i + kv_len - q_len. Exact for lengths up to 2^31. */
 uint64_t bench_visible_pairs(int64_t q_len, int64_t kv_len, bool causal);
 
-/* A JSON string literal (escaped), and a finite number or null (JSON has no inf/NaN). */
-void bench_json_string(FILE *f, const char *s);
+/* A finite number, or null (JSON has no inf/NaN); strings: tool_json_string. */
 void bench_json_number(FILE *f, double v);
 
 /* The context parameters (backend, device, family, budget) and the attention description

@@ -1,6 +1,7 @@
 /* attn_probe_json.c — attn-probe --json: the report as one JSON document, written by a
  * small streaming writer (JSON has no inf or NaN: those become null). */
 #include "attn_probe.h"
+#include "tool_json.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -13,20 +14,6 @@ typedef struct jw {
     bool first[16];
 } jw;
 
-static void jw_str_raw(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(f, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(f, "\\u%04x", *p);
-        else
-            fputc(*p, f);
-    }
-    fputc('"', f);
-}
-
 static void jw_key(jw *w, const char *key)
 {
     if (!w->first[w->depth])
@@ -35,7 +22,7 @@ static void jw_key(jw *w, const char *key)
     if (w->depth > 0)
         fprintf(w->f, "\n%*s", 2 * w->depth, "");
     if (key) {
-        jw_str_raw(w->f, key);
+        tool_json_string(w->f, key);
         fputs(": ", w->f);
     }
 }
@@ -59,7 +46,7 @@ static void jw_string(jw *w, const char *key, const char *v)
 {
     jw_key(w, key);
     if (v)
-        jw_str_raw(w->f, v);
+        tool_json_string(w->f, v);
     else
         fputs("null", w->f);
 }
