@@ -989,16 +989,14 @@ static void attn_vk_close(void *dev)
         /* Only our own objects; the queue may be the application's, so no vkDeviceWaitIdle
          * on its behalf: our work has finished at the flush above. */
         attn_vk_destroy_buffer(d, &d->staging);
-        attn_vk_destroy_buffer(d, &d->params);
         attn_vk_destroy_buffer(d, &d->dummy);
         if (d->pipeline_cache)
             vkDestroyPipelineCache(d->device, d->pipeline_cache, NULL);
-        if (d->desc_pool)
-            vkDestroyDescriptorPool(d->device, d->desc_pool, NULL);
         if (d->fence)
             vkDestroyFence(d->device, d->fence, NULL);
-        if (d->cmd_pool)
-            vkDestroyCommandPool(d->device, d->cmd_pool, NULL); /* frees d->cmd */
+        attn_vk_frame rec = {0}; /* the recording frame, as attn_vk_setup made it */
+        attn_vk_frame_swap(d, &rec);
+        attn_vk_frame_free(d, &rec);
         if (d->owns_device)
             vkDestroyDevice(d->device, NULL);
     }
