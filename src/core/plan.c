@@ -184,12 +184,15 @@ int attn__plan_may_window(const attn_plan *plan)
     const uint64_t d = (uint64_t)(p->head_dim > p->v_head_dim ? p->head_dim : p->v_head_dim);
     const uint64_t kv = (uint64_t)p->batch * (uint64_t)p->kv_len * (uint64_t)p->num_kv_heads * d * es;
     const uint64_t qo = (uint64_t)p->batch * (uint64_t)p->q_len * (uint64_t)p->num_heads * d * es;
-    /* The CPU family's packed K/V copies are f32 rows (KD_PAD, VD_PAD floats). */
-    const uint64_t packed = (uint64_t)p->batch * (uint64_t)p->num_kv_heads *
-                            ((uint64_t)p->kv_len + 16) * (plan->kd_pad > plan->vd_pad ? plan->kd_pad : plan->vd_pad) * 4;
     uint64_t big = kv > qo ? kv : qo;
-    if (packed > big)
-        big = packed;
+    if (plan->info.family == ATTN_FAMILY_CPU) {
+        /* Its packed K/V copies: f32 rows of KD_PAD / VD_PAD floats, keys padded. */
+        const uint64_t pad = plan->kd_pad > plan->vd_pad ? plan->kd_pad : plan->vd_pad;
+        const uint64_t packed = (uint64_t)p->batch * (uint64_t)p->num_kv_heads *
+                                ((uint64_t)p->kv_len + ATTN__CPU_KEY_VEC) * pad * 4;
+        if (packed > big)
+            big = packed;
+    }
     return big > plan->ctx->info.max_binding_bytes / 4;
 }
 
