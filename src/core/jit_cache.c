@@ -136,36 +136,24 @@ int attn__jit_cache_load(const char *dir, const char *backend, const char *key, 
     return 1;
 }
 
-int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
-                          const void *payload, size_t bytes)
+int attn__write_atomic(const char *dir, const char *path, const void *const *parts,
+                       const size_t *sizes, int num_parts)
 {
-    if (!dir || !*dir || !payload || !bytes || make_dirs(dir) != 0)
-        return 0;
-    char *path = path_for(dir, backend, key);
-    if (!path)
+    if (!dir || !*dir || make_dirs(dir) != 0)
         return 0;
     size_t tn = strlen(path) + 48;
     char *tmp = malloc(tn);
-    if (!tmp) {
-        free(path);
+    if (!tmp)
         return 0;
-    }
     /* A name no other writer uses: other processes differ in pid, other threads of this
      * one in the counter (a per-thread counter would repeat across threads). */
     static atomic_uint counter;
     snprintf(tmp, tn, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    file_header h;
-    memset(&h, 0, sizeof h);
-    memcpy(h.magic, MAGIC, sizeof MAGIC);
-    h.version = FORMAT_VERSION;
-    h.endian = ENDIAN_MARK;
-    h.key_bytes = strlen(key);
-    h.payload_bytes = bytes;
-    h.checksum = attn__fnv1a(attn__fnv1a(FNV_SEED, key, strlen(key)), payload, bytes);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    int ok = f && fwrite(&h, sizeof h, 1, f) == 1 &&
-             fwrite(key, 1, strlen(key), f) == strlen(key) && fwrite(payload, 1, bytes, f) == bytes;
+    int ok = f != NULL;
+    for (int i = 0; ok && i < num_parts; ++i)
+        ok = !sizes[i] || fwrite(parts[i], 1, sizes[i], f) == sizes[i];
     if (f)
         ok = fclose(f) == 0 && ok;
     else if (fd >= 0)
@@ -174,6 +162,28 @@ int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
     if (!ok && fd >= 0)
         unlink(tmp); /* only a file this call created */
     free(tmp);
+    return ok;
+}
+
+int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
+                          const void *payload, size_t bytes)
+{
+    if (!dir || !*dir || !payload || !bytes)
+        return 0;
+    char *path = path_for(dir, backend, key);
+    if (!path)
+        return 0;
+    file_header h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, MAGIC, sizeof MAGIC);
+    h.version = FORMAT_VERSION;
+    h.endian = ENDIAN_MARK;
+    h.key_bytes = strlen(key);
+    h.payload_bytes = bytes;
+    h.checksum = attn__fnv1a(attn__fnv1a(FNV_SEED, key, strlen(key)), payload, bytes);
+    const void *parts[3] = {&h, key, payload};
+    const size_t sizes[3] = {sizeof h, strlen(key), bytes};
+    const int ok = attn__write_atomic(dir, path, parts, sizes, 3);
     free(path);
     return ok;
 }

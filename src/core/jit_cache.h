@@ -19,7 +19,13 @@ int attn__jit_cache_read(const char *path, char **key, void **payload, size_t *b
 int attn__jit_cache_load(const char *dir, const char *backend, const char *key, void **payload,
                          size_t *bytes);
 
-/* Stores a payload atomically (temporary file + rename); creates dir. 1 on success. */
+/* Writes the concatenated parts to `path` (in `dir`, which it creates with mode 0700)
+ * atomically: a temporary file unique to this process and call, then a rename, so
+ * readers never see half a file. 1 on success; on failure no file of this call remains. */
+int attn__write_atomic(const char *dir, const char *path, const void *const *parts,
+                       const size_t *sizes, int num_parts);
+
+/* Stores a payload atomically (attn__write_atomic); creates dir. 1 on success. */
 int attn__jit_cache_store(const char *dir, const char *backend, const char *key,
                           const void *payload, size_t bytes);
 

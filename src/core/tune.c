@@ -2,15 +2,12 @@
  * directory, and the user's overlay file), its lookup for the planner, and
  * attn_context_tune, which times candidates on the device and stores the winners. */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "core/jit_cache.h"
 #include "core/tune.h"
@@ -494,21 +491,6 @@ static void put_string(FILE *f, const char *s)
     fputs("\" ", f);
 }
 
-static int make_dirs(const char *dir)
-{
-    char *d = strdup(dir);
-    int ok = d != NULL;
-    for (char *p = d ? d + 1 : NULL; ok && p && *p; ++p)
-        if (*p == '/') {
-            *p = '\0';
-            ok = mkdir(d, 0700) == 0 || errno == EEXIST;
-            *p = '/';
-        }
-    ok = ok && (mkdir(d, 0700) == 0 || errno == EEXIST);
-    free(d);
-    return ok;
-}
-
 /* Writes the rows as the database at `path`, atomically (temporary file, rename). */
 static int write_db(const char *dir, const char *path, const row_list *l, char *why, size_t n)
 {
@@ -542,25 +524,15 @@ static int write_db(const char *dir, const char *path, const row_list *l, char *
         snprintf(why, n, "out of memory");
         return 0;
     }
-    static atomic_uint counter;
-    char tmp[1200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%u", path, (long)getpid(), atomic_fetch_add(&counter, 1));
-    int fd = make_dirs(dir) ? open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0600) : -1;
-    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
-    int ok = f && fwrite(text, 1, len, f) == len &&
-             fprintf(f, "end %zu %016llx\n", l->n,
-                     (unsigned long long)attn__fnv1a(FNV_SEED, text, len)) > 0;
-    if (f)
-        ok = fclose(f) == 0 && ok;
-    else if (fd >= 0)
-        close(fd);
-    if (ok && rename(tmp, path) != 0)
-        ok = 0;
-    if (!ok) {
-        snprintf(why, n, "writing %s: %s", path, strerror(errno));
-        if (fd >= 0)
-            unlink(tmp);
-    }
+    char end[64];
+    snprintf(end, sizeof end, "end %zu %016llx\n", l->n,
+             (unsigned long long)attn__fnv1a(FNV_SEED, text, len));
+    const void *parts[2] = {text, end};
+    const size_t sizes[2] = {len, strlen(end)};
+    errno = 0;
+    const int ok = attn__write_atomic(dir, path, parts, sizes, 2);
+    if (!ok)
+        snprintf(why, n, "writing %s: %s", path, errno ? strerror(errno) : "failed");
     free(text);
     return ok;
 }
