@@ -21,7 +21,7 @@ EOF
 PACKAGES=(meson ninja-build pkg-config gcc python3
           ocl-icd-opencl-dev opencl-headers pocl-opencl-icd libclblast-dev
           libvulkan-dev mesa-vulkan-drivers glslang-dev glslang-tools spirv-tools
-          check clinfo)
+          check clinfo libpng-dev)
 
 say() { printf 'quickstart: %s\n' "$*" >&2; }
 
