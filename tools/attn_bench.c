@@ -46,6 +46,17 @@ static void usage(FILE *f)
             "  --v-head-dim N    V/O head dimension, at most %d (= head-dim)\n"
             "  --dtype T         storage type: f32 | f16 (f32)\n"
             "  --causal          causal mask, aligned bottom-right\n"
+            "patterns and positions (one pattern for every head; parts combine as a union):\n"
+            "  --window L[:R]    sliding window: L keys back, R ahead (bare L: R = L); inf =\n"
+            "                    unbounded\n"
+            "  --dilation D[:L[:R]]  every D-th key, up to L back and R ahead (default inf)\n"
+            "  --global LIST     global tokens: positions and ranges, e.g. 0,5,100-163\n"
+            "  --random B:R[:S]  BigBird random blocks: R blocks of B keys per query block, seed S\n"
+            "  --alibi           ALiBi biases with the default slopes\n"
+            "  --rope            RoPE on Q and K (base 10000, all head dims, half-split)\n"
+            "  --softcap C       soft-cap the logits at C\n"
+            "  With a pattern, the run prints the fraction of score tiles computed and GFLOP/s\n"
+            "  counted on the computed tiles only (block_m rows x 16 keys each).\n"
             "device:\n"
             "  --backend B       auto | opencl | vulkan | reference (auto)\n"
             "  --device N        device index within the backend; ignored with auto (0);\n"
@@ -90,6 +101,120 @@ static void usage_error(const char *fmt, const char *a, const char *b)
     fprintf(stderr, "attn-bench: ");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\nTry 'attn-bench --help' for the list of options.\n");
+}
+
+/* ---- pattern options ---------------------------------------------------------------- */
+
+static bool is_pattern_flag(const char *name)
+{
+    return !strcmp(name, "window") || !strcmp(name, "dilation") || !strcmp(name, "global") ||
+           !strcmp(name, "random") || !strcmp(name, "softcap");
+}
+
+/* A count: decimal, k/K suffix, or "inf" (ATTN_UNBOUNDED) where unbounded is allowed. */
+static bool parse_extent(const char *s, size_t n, bool inf_ok, int64_t *out)
+{
+    char buf[32];
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    if (inf_ok && !strcmp(buf, "inf")) {
+        *out = ATTN_UNBOUNDED;
+        return true;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(buf, &end, 10);
+    if (errno || end == buf || v < 0)
+        return false;
+    if (*end == 'k' || *end == 'K') {
+        if (v > INT64_MAX / 1024)
+            return false;
+        v *= 1024;
+        end++;
+    }
+    if (*end)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Up to `max` colon-separated extents of s into out[]; returns how many, 0 if malformed. */
+static int parse_extents(const char *s, int max, bool inf_ok, int64_t *out)
+{
+    int n = 0;
+    for (;;) {
+        const char *c = strchr(s, ':');
+        size_t len = c ? (size_t)(c - s) : strlen(s);
+        if (n == max || !parse_extent(s, len, inf_ok, &out[n]))
+            return 0;
+        n++;
+        if (!c)
+            return n;
+        s = c + 1;
+    }
+}
+
+static bool parse_pattern_flag(bench_opts *o, const char *name, const char *value)
+{
+    attn_pattern *pt = &o->pattern;
+    int64_t v[3];
+    int n;
+    if (!strcmp(name, "softcap")) {
+        char *end = NULL;
+        o->softcap = strtod(value, &end);
+        return end != value && !*end && o->softcap > 0 && isfinite(o->softcap);
+    }
+    pt->struct_size = sizeof *pt;
+    o->has_pattern = true;
+    if (!strcmp(name, "window")) {
+        if (!(n = parse_extents(value, 2, true, v)))
+            return false;
+        pt->window = 1;
+        pt->window_left = v[0];
+        pt->window_right = n > 1 ? v[1] : v[0];
+        return true;
+    }
+    if (!strcmp(name, "dilation")) {
+        if (!(n = parse_extents(value, 3, true, v)) || v[0] < 1)
+            return false;
+        pt->dilation = v[0];
+        pt->dilation_left = n > 1 ? v[1] : ATTN_UNBOUNDED;
+        pt->dilation_right = n > 2 ? v[2] : ATTN_UNBOUNDED;
+        return true;
+    }
+    if (!strcmp(name, "random")) {
+        if ((n = parse_extents(value, 3, false, v)) < 2 || v[0] < 1 || v[1] < 1)
+            return false;
+        pt->random_block_size = v[0];
+        pt->random_blocks = v[1];
+        pt->random_seed = n > 2 ? (uint64_t)v[2] : 1;
+        return true;
+    }
+    /* --global: ascending positions and ranges a-b. */
+    int64_t count = 0;
+    for (const char *s = value; *s;) {
+        const char *c = strchr(s, ',');
+        size_t len = c ? (size_t)(c - s) : strlen(s);
+        const char *dash = memchr(s, '-', len);
+        int64_t a, b;
+        if (!parse_extent(s, dash ? (size_t)(dash - s) : len, false, &a))
+            return false;
+        b = a;
+        if (dash && !parse_extent(dash + 1, len - (size_t)(dash - s) - 1, false, &b))
+            return false;
+        for (int64_t x = a; x <= b; ++x) {
+            if (count == (int64_t)(sizeof o->globals / sizeof o->globals[0]) ||
+                (count && x <= o->globals[count - 1]))
+                return false; /* too many, or not ascending */
+            o->globals[count++] = x;
+        }
+        s += len + (c ? 1 : 0);
+    }
+    pt->global_tokens = o->globals;
+    pt->num_global = count;
+    return count > 0;
 }
 
 /* Parses a decimal integer with an optional k/K suffix into *out; false if malformed,
@@ -166,7 +291,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     } bools[] = {{"causal", &o->causal}, {"check", &o->check}, {"json", &o->json},
                  {"help", &o->help}, {"host", &o->host}, {"suite", &o->suite},
                  {"quick", &o->quick}, {"startup", &o->startup},
-                 {"startup-child", &o->startup_child}};
+                 {"startup-child", &o->startup_child}, {"alibi", &o->alibi}, {"rope", &o->rope}};
 
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
@@ -204,7 +329,8 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             continue;
 
         bool takes_value = !strcmp(name, "dtype") || !strcmp(name, "backend") ||
-                           !strcmp(name, "family") || !strcmp(name, "stream");
+                           !strcmp(name, "family") || !strcmp(name, "stream") ||
+                           is_pattern_flag(name);
         for (size_t f = 0; f < sizeof ints / sizeof ints[0]; f++)
             takes_value |= !strcmp(name, ints[f].name);
         if (!takes_value) {
@@ -220,6 +346,14 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             return EXIT_USAGE;
         }
 
+        if (is_pattern_flag(name)) {
+            if (!parse_pattern_flag(o, name, value)) {
+                fprintf(stderr, "attn-bench: invalid value '%s' for --%s\n", value, name);
+                fprintf(stderr, "Try 'attn-bench --help' for the list of options.\n");
+                return EXIT_USAGE;
+            }
+            continue;
+        }
         static const word_value stream_words[] = {{"recurrence", ATTN_STREAM_RECURRENCE},
                                                   {"compressive", ATTN_STREAM_COMPRESSIVE},
                                                   {NULL, 0}};
@@ -289,6 +423,19 @@ static int parse_args(int argc, char **argv, bench_opts *o)
     if ((o->suite || o->startup) && o->device >= 0 && o->backend == ATTN_BACKEND_AUTO) {
         usage_error("%s%s", "with --suite or --startup, --device needs ",
                     "--backend opencl or vulkan");
+        return EXIT_USAGE;
+    }
+    if (o->has_pattern && o->check && o->check_rows) {
+        /* Rows checked one by one are one-row problems: their positions, and with them
+         * the pattern, would not be those of the row in the whole problem. */
+        usage_error("%s%s", "--check-rows cannot check a pattern; use --check on a smaller ",
+                    "problem");
+        return EXIT_USAGE;
+    }
+    if ((o->has_pattern || o->alibi || o->rope || o->softcap > 0) &&
+        (o->suite || o->startup || o->stream_mode)) {
+        usage_error("%s%s", "patterns and positions apply to a single run, not to --suite, ",
+                    "--startup or --stream");
         return EXIT_USAGE;
     }
     if (o->quick && !o->suite) {
@@ -450,6 +597,9 @@ static int run(const bench_opts *o, bench *b)
     double flops = 2.0 * (double)o->batch * (double)o->heads *
                    (double)bench_visible_pairs(o->q_len, o->kv_len, o->causal) *
                    (double)(o->head_dim + o->v_head_dim);
+    if (info.tiles_total) /* a pattern: the work of the tiles the kernels compute */
+        flops = 2.0 * (double)info.tiles_computed * info.block_m * 16.0 *
+                (double)(o->head_dim + o->v_head_dim);
     double gflops = ms_median > 0 ? flops / (ms_median * 1e6) : NAN;
 
     attn_stats stats = {.struct_size = sizeof stats};
@@ -458,6 +608,11 @@ static int run(const bench_opts *o, bench *b)
         printf("run:      median %.3f ms, min %.3f ms over %" PRId64 " reps (%" PRId64
                " warmup); %.2f GFLOP/s (%.3f GFLOP per run)\n",
                ms_median, ms_min, o->reps, o->warmup, gflops, flops * 1e-9);
+        if (info.tiles_total)
+            printf("pattern:  %" PRIu64 " of %" PRIu64 " score tiles computed (fraction %.4f); "
+                   "GFLOP/s above counted on computed tiles\n",
+                   info.tiles_computed, info.tiles_total,
+                   (double)info.tiles_computed / (double)info.tiles_total);
         printf("memory:   peak device bytes %" PRIu64 " (%.1f MiB) of budget %.1f MiB, kernels "
                "compiled %" PRIu64 ", tensors in %s memory\n",
                stats.peak_device_bytes, (double)stats.peak_device_bytes / 1048576.0,
@@ -600,6 +755,8 @@ static int run(const bench_opts *o, bench *b)
         bench_json_number(f, flops);
         fputs(", \"gflops\": ", f);
         bench_json_number(f, gflops);
+        fprintf(f, ", \"tiles_computed\": %" PRIu64 ", \"tiles_total\": %" PRIu64,
+                info.tiles_computed, info.tiles_total);
         fputs(", \"max_err\": ", f);
         bench_json_number(f, chk.checked ? chk.max_err : NAN);
         fputs(", \"max_err_ratio\": ", f);

@@ -231,5 +231,12 @@ attn_desc bench_desc(const bench_opts *o)
     desc.v_head_dim = o->v_head_dim;
     desc.dtype = o->dtype;
     desc.causal = o->causal;
+    if (o->has_pattern) {
+        desc.patterns = &o->pattern;
+        desc.num_patterns = 1;
+    }
+    desc.alibi = o->alibi;
+    desc.rope = o->rope;
+    desc.softcap = (float)o->softcap;
     return desc;
 }

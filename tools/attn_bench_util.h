@@ -30,6 +30,12 @@ typedef struct bench_opts {
     attn_kernel_family family;
     bool causal, check, json, help, host;
     bool suite, quick, startup, startup_child;
+    /* Patterns and positions (--window, --dilation, --global, --random, --alibi, --rope,
+     * --softcap): one pattern for every head; has_pattern when some part is on. */
+    attn_pattern pattern;
+    bool has_pattern, alibi, rope;
+    int64_t globals[256];
+    double softcap;
 } bench_opts;
 
 /* A flag whose value is one of a few words. */

@@ -445,6 +445,11 @@ typedef struct attn_plan_info {
     uint32_t tune_source;     /* attn_tune_source (below): ATTN_TUNE_DEFAULT when the tiles
                                  are the planner's built-in choice, else where the tuned
                                  row they came from was found */
+    uint64_t tiles_computed;  /* with a pattern: score tiles (block_m rows x 16 keys, over
+                                 every batch entry and head) the kernels compute, for the
+                                 plan's key lengths; tiles no row sees are skipped */
+    uint64_t tiles_total;     /* ... out of all tiles of the score matrix (0 without a
+                                 pattern: every tile up to causality is computed) */
 } attn_plan_info;
 
 /* Validates the description, chooses kernels and tiles, and JIT-compiles them (compiled

@@ -64,3 +64,116 @@ inline long attn_causal_shift(const attn_params p, __global const int *kv_lens, 
 {
     return p.q_pos - p.k_pos + attn_batch_kv_len(p, kv_lens, b) - p.q_total;
 }
+
+/* ---- patterns, positions and logit transforms (issue 6; src/core/sparse.h) -------------
+ * SPARSE: a tile map in the aux buffer lists the 16-key tiles each query block computes.
+ * POS_FLAGS: which of ALiBi (1), T5 (2), soft-cap (4), sinks (8), RoPE (16) are on. Their
+ * tables are in the aux buffer too (floats as bits), scaled to base-2 logits. */
+#ifndef SPARSE
+#define SPARSE 0
+#endif
+#ifndef POS_FLAGS
+#define POS_FLAGS 0
+#endif
+#define POS_ALIBI (POS_FLAGS & 1)
+#define POS_T5 (POS_FLAGS & 2)
+#define POS_SOFTCAP (POS_FLAGS & 4)
+#define POS_SINKS (POS_FLAGS & 8)
+#define POS_ROPE (POS_FLAGS & 16)
+#define POS_ADDITIVE (POS_ALIBI || POS_T5) /* terms added to every visible score */
+
+/* The key tiles a query block computes, as runs of consecutive tiles: with SPARSE the
+ * runs [e0, e1) of the block's map row, else one run of every key up to kend. Kernels
+ * loop over runs, then over the run's keys (attn_run_keys), a structure every compiler
+ * handles with barriers inside (PoCL did not, with one loop stepping through runs). */
+inline int2 attn_runs(__global const int *aux, const attn_params p, long b, long h, long i0)
+{
+#if SPARSE
+    const long m = aux[p.a_maps + (p.b_pos + b) * p.heads_total + p.h_pos + h];
+    const long row = p.a_ptr + m * (p.map_nqb + 1) + (p.q_pos + i0) / p.map_qb;
+    return (int2)(aux[row], aux[row + 1]);
+#else
+    return (int2)(0, 1);
+#endif
+}
+
+/* Run e's launch-local keys [x, y) within [0, kend), and in *bits the partial tile's
+ * visibility words in aux, or -1 for tiles every row of the block sees whole. */
+inline long2 attn_run_keys(__global const int *aux, const attn_params p, int e, long kend, int *bits)
+{
+#if SPARSE
+    __global const int *run = aux + p.a_runs + 3L * e;
+    *bits = run[2];
+    return (long2)(max((long)run[0] * 16 - p.k_pos, 0L),
+                   min((long)(run[0] + run[1]) * 16 - p.k_pos, kend));
+#else
+    *bits = -1;
+    return (long2)(0L, kend);
+#endif
+}
+
+/* Whether row r of the query block sees global key jg of a partial tile. */
+inline bool attn_tile_sees(__global const int *aux, int bits, int r, long jg)
+{
+    return bits < 0 || ((aux[bits + r / 2] >> (16 * (r & 1) + (int)(jg & 15))) & 1) != 0;
+}
+
+/* Element d of a Q or K row (stored at x[base + d·s3]) after RoPE at table row `row` of the
+ * table at word `tab`: pair m of elements (a, b) becomes (a cos - b sin, a sin + b cos). */
+inline float attn_rope_load(__global const STORE_T *x, long base, long s3, int d, long row, long tab,
+                            __global const int *aux, const attn_params p)
+{
+    const float v = LOAD_S(x, base + d * s3);
+#if POS_ROPE
+    const int R = (int)(2 * p.rope_pairs), hp = R / 2;
+    if (d < R) {
+        int m, pd;
+        float sg;
+        if (p.rope_interleaved) {
+            m = d >> 1;
+            pd = d ^ 1;
+            sg = (d & 1) ? 1.0f : -1.0f;
+        } else {
+            m = d < hp ? d : d - hp;
+            pd = d < hp ? d + hp : d - hp;
+            sg = d < hp ? -1.0f : 1.0f;
+        }
+        const long t = tab + (row * p.rope_pairs + m) * 2;
+        return v * as_float(aux[t]) + sg * LOAD_S(x, base + pd * s3) * as_float(aux[t + 1]);
+    }
+#endif
+    return v;
+}
+
+/* Base-2 soft-cap: c·tanh(s / c) of the natural score, in base-2 units (c2 = c·log2 e). */
+inline float attn_softcap(float s2, const attn_params p)
+{
+    return p.softcap2 * tanh(s2 / p.softcap2);
+}
+
+/* ALiBi and T5 terms (base 2) of head h for a query at position pos and key jg. */
+inline float attn_pos_bias(__global const int *aux, const attn_params p, long h, long pos, long jg)
+{
+    float x = 0.0f;
+#if POS_ALIBI
+    x -= as_float(aux[p.a_alibi + h]) * (float)(pos > jg ? pos - jg : jg - pos);
+#endif
+#if POS_T5
+    const long r = clamp(jg - pos, -p.t5_max, p.t5_max);
+    x += as_float(aux[p.a_t5 + h * (2 * p.t5_max + 1) + r + p.t5_max]);
+#endif
+    return x;
+}
+
+/* Folds head h's sink (base 2) into a row's final max m and sum l: returns the factor that
+ * turns the row's O (already divided by l) into the result, and updates m, l. */
+inline float attn_sink_fold(__global const int *aux, const attn_params p, long h, float *m, float *l)
+{
+    const float s = as_float(aux[p.a_sinks + h]);
+    const float mm = fmax(*m, s), a = exp2(*m - mm);
+    const float l2 = *l * a + exp2(s - mm);
+    const float f = *l * a / l2;
+    *m = mm;
+    *l = l2;
+    return f;
+}

@@ -68,33 +68,47 @@ inline float16 attn_exp2_neg(float16 x)
 __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
                            __global const float *vp, __global OUT_T *o,
                            __global const MASK_T *mask, __global const int *kv_lens,
-                           __global float *lse, const attn_params p)
+                           __global float *lse, __global const int *aux, const attn_params p)
 {
     const long h = get_global_id(1);
     const long b = get_global_id(2);
     const long G = p.num_heads / p.num_kv_heads;
     const long hk = h / G;
+#if SPARSE
+    /* A tile map row belongs to one head: the work-item takes 16 rows of head h (flat row
+     * f = i·G + h mod G below, rows i = x·16 ...). */
+    const long M = p.q_len * G;
+    const long x0 = (long)get_global_id(0) * 16;
+    if (x0 >= p.q_len)
+        return;
+    const int rows = (int)min(16L, p.q_len - x0);
+#define ATTN_FLAT(r) ((x0 + (r)) * G + h % G)
+#else
     const long M = p.q_len * G; /* flat rows of kv head hk */
     const long f0 = ((h % G) * ((p.q_len + 15) / 16) + (long)get_global_id(0)) * 16;
     if (f0 >= M)
         return;
     const int rows = (int)min(16L, M - f0);
+#define ATTN_FLAT(r) (f0 + (r))
+#endif
     const long len = attn_kv_len(p, kv_lens, b);
     const long shift = attn_causal_shift(p, kv_lens, b); /* row i sees keys j <= i + shift */
-    const long ilo = f0 / G, ihi = (f0 + rows - 1) / G;
+    const long ilo = ATTN_FLAT(0) / G, ihi = ATTN_FLAT(rows - 1) / G;
     const long kend = p.causal ? clamp(ihi + shift + 1, 0L, len) : len;
     const long kfull = p.causal ? clamp(ilo + shift + 1, 0L, len) : len; /* seen by every row */
 
     /* Per-lane rows. Lanes past the last row repeat it: their reads stay in bounds and
      * their results are never stored. */
-    long qrow[16], orow[16];
+    long qrow[16], orow[16], irow[16], hrow[16];
     int last[16];
 #if MASK_KIND != 0
     long mrow[16];
 #endif
     for (int r = 0; r < 16; ++r) {
-        const long f = f0 + min(r, rows - 1);
+        const long f = ATTN_FLAT(min(r, rows - 1));
         const long i = f / G, hh = hk * G + f % G;
+        irow[r] = i;
+        hrow[r] = hh;
         last[r] = (int)(i + shift);
         qrow[r] = p.q_off + b * p.q_s0 + i * p.q_s1 + hh * p.q_s2;
         orow[r] = p.o_off + b * p.o_s0 + i * p.o_s1 + hh * p.o_s2;
@@ -103,13 +117,32 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
 #endif
     }
     const int16 last_key = vload16(0, last); /* causal: the last key each row sees */
+#if POS_ALIBI
+    /* Per lane: the head's slope and the row's position (pos(i) = last + k_pos). */
+    float16 slope, qposf;
+    {
+        float sv[16], pv[16];
+        for (int r = 0; r < 16; ++r) {
+            sv[r] = as_float(aux[p.a_alibi + p.h_pos + hrow[r]]);
+            pv[r] = (float)(p.k_pos + last[r]);
+        }
+        slope = vload16(0, sv);
+        qposf = vload16(0, pv);
+    }
+#endif
+#if POS_T5
+    long t5row[16]; /* the word of relative position 0 in each lane's head's T5 row */
+    for (int r = 0; r < 16; ++r)
+        t5row[r] = p.a_t5 + (p.h_pos + hrow[r]) * (2 * p.t5_max + 1) + p.t5_max;
+#endif
 
-    /* Q^T, pre-scaled into base-2 logits. */
+    /* Q^T, pre-scaled into base-2 logits (RoPE'd first where on). */
     float16 qT[HEAD_DIM];
     for (int d = 0; d < HEAD_DIM; ++d) {
         float col[16];
         for (int r = 0; r < 16; ++r)
-            col[r] = LOAD_S(q, qrow[r] + d * p.q_s3) * p.scale_log2;
+            col[r] = attn_rope_load(q, qrow[r], p.q_s3, d, p.q_pos + irow[r], p.a_rope_q, aux, p) *
+                     p.scale_log2;
         qT[d] = vload16(0, col);
     }
 
@@ -122,99 +155,143 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     __global const float *ktb = kt + slab * HEAD_DIM * p.ld_kv;
     __global const float *vpb = vp + slab * VD_PAD * p.ld_kv;
 
-    for (long j0 = 0; j0 < kend; j0 += 16) {
-        __global const float *kr = ktb + j0 * HEAD_DIM;
-        float16 s[16];
-#pragma unroll
-        for (int t = 0; t < 16; ++t)
-            s[t] = (float16)(0.0f);
-        for (int d = 0; d < HEAD_DIM; ++d) {
-            const float16 qd = qT[d];
+    const int2 runs = attn_runs(aux, p, b, h, ilo);
+    for (int ru = runs.x; ru < runs.y; ++ru) {
+        int tbits;
+        const long2 keys = attn_run_keys(aux, p, ru, kend, &tbits);
+        for (long j0 = keys.x; j0 < keys.y; j0 += 16) {
+            __global const float *kr = ktb + j0 * HEAD_DIM;
+            float16 s[16];
 #pragma unroll
             for (int t = 0; t < 16; ++t)
-                s[t] = fma(qd, (float16)(kr[d * 16 + t]), s[t]);
-        }
+                s[t] = (float16)(0.0f);
+            for (int d = 0; d < HEAD_DIM; ++d) {
+                const float16 qd = qT[d];
+#pragma unroll
+                for (int t = 0; t < 16; ++t)
+                    s[t] = fma(qd, (float16)(kr[d * 16 + t]), s[t]);
+            }
 
-        if (MASK_KIND != 0 || j0 + 16 > kfull) {
+#if POS_SOFTCAP
+#pragma unroll
+            for (int t = 0; t < 16; ++t)
+                s[t] = p.softcap2 * tanh(s[t] / p.softcap2);
+#endif
+            if (MASK_KIND != 0 || POS_ADDITIVE || tbits >= 0 || j0 + 16 > kfull) {
+#if SPARSE
+                int vis[16]; /* partial tile: row r's 16 visibility bits */
+                for (int r = 0; r < 16; ++r)
+                    vis[r] = tbits < 0 ? 0xffff : (aux[tbits + r / 2] >> (16 * (r & 1))) & 0xffff;
+                const int16 visv = vload16(0, vis);
+#endif
+#pragma unroll
+                for (int t = 0; t < 16; ++t) {
+                    const int j = (int)j0 + t;
+                    int16 ok = (int16)(j < len ? -1 : 0);
+                    if (p.causal)
+                        ok &= (int16)(j) <= last_key;
+#if SPARSE
+                    ok &= ((visv >> t) & 1) != 0;
+#endif
+#if POS_ALIBI
+                    s[t] -= slope * fabs(qposf - (float)(p.k_pos + j));
+#endif
+#if POS_T5
+                    {
+                        float bv[16];
+                        for (int r = 0; r < 16; ++r) {
+                            const long rel = clamp((long)(j - last[r]), -p.t5_max, p.t5_max);
+                            bv[r] = as_float(aux[t5row[r] + rel]);
+                        }
+                        s[t] += vload16(0, bv);
+                    }
+#endif
+#if MASK_KIND != 0
+                    float mv[16];
+                    const long jm = min((long)j, len - 1) * p.m_s3;
+                    for (int r = 0; r < 16; ++r)
+                        mv[r] = (float)mask[mrow[r] + jm];
+#if MASK_KIND == 1
+                    s[t] = fma(vload16(0, mv), (float16)(ATTN_LOG2E), s[t]);
+#else
+                    ok &= vload16(0, mv) != (float16)(0.0f);
+#endif
+#endif
+                    s[t] = select((float16)(-INFINITY), s[t], ok);
+                }
+            }
+
+            /* Running max as a tree, not one 16-long dependency chain. */
+            float16 mx[8];
+#pragma unroll
+            for (int t = 0; t < 8; ++t)
+                mx[t] = attn_vmax(s[t], s[t + 8]);
+            const float16 mnew = attn_vmax(
+                m, attn_vmax(attn_vmax(attn_vmax(mx[0], mx[4]), attn_vmax(mx[1], mx[5])),
+                             attn_vmax(attn_vmax(mx[2], mx[6]), attn_vmax(mx[3], mx[7]))));
+            /* Rows that have seen no key keep base 0, so -inf - base is -inf, never NaN. */
+            const float16 base = mnew == (float16)(-INFINITY) ? (float16)(0.0f) : mnew;
+            /* A row's max rises on few tiles: rescale O^T only then. */
+            if (any(mnew > m)) {
+                const float16 alpha = attn_exp2_neg(m - base);
+                l *= alpha;
+                for (int c = 0; c < VD_PAD; ++c)
+                    oT[c] *= alpha;
+                m = mnew;
+            }
+            float16 sum[4];
 #pragma unroll
             for (int t = 0; t < 16; ++t) {
-                const int j = (int)j0 + t;
-                int16 ok = (int16)(j < len ? -1 : 0);
-                if (p.causal)
-                    ok &= (int16)(j) <= last_key;
-#if MASK_KIND != 0
-                float mv[16];
-                const long jm = min((long)j, len - 1) * p.m_s3;
-                for (int r = 0; r < 16; ++r)
-                    mv[r] = (float)mask[mrow[r] + jm];
-#if MASK_KIND == 1
-                s[t] = fma(vload16(0, mv), (float16)(ATTN_LOG2E), s[t]);
-#else
-                ok &= vload16(0, mv) != (float16)(0.0f);
-#endif
-#endif
-                s[t] = select((float16)(-INFINITY), s[t], ok);
+                s[t] = attn_exp2_neg(s[t] - base);
+                sum[t % 4] = t < 4 ? s[t] : sum[t % 4] + s[t];
             }
-        }
+            l += (sum[0] + sum[1]) + (sum[2] + sum[3]);
+            /* P through private memory, the key loop below not unrolled: one vector load per
+             * VD_VEC FMAs costs nothing measurable, and PoCL's first-launch compile is ~0.7 s
+             * shorter than with all 16 x VD_VEC FMAs unrolled. */
+            float16 pr[16];
+#pragma unroll
+            for (int t = 0; t < 16; ++t)
+                pr[t] = s[t];
 
-        /* Running max as a tree, not one 16-long dependency chain. */
-        float16 mx[8];
-#pragma unroll
-        for (int t = 0; t < 8; ++t)
-            mx[t] = attn_vmax(s[t], s[t + 8]);
-        const float16 mnew = attn_vmax(
-            m, attn_vmax(attn_vmax(attn_vmax(mx[0], mx[4]), attn_vmax(mx[1], mx[5])),
-                         attn_vmax(attn_vmax(mx[2], mx[6]), attn_vmax(mx[3], mx[7]))));
-        /* Rows that have seen no key keep base 0, so -inf - base is -inf, never NaN. */
-        const float16 base = mnew == (float16)(-INFINITY) ? (float16)(0.0f) : mnew;
-        /* A row's max rises on few tiles: rescale O^T only then. */
-        if (any(mnew > m)) {
-            const float16 alpha = attn_exp2_neg(m - base);
-            l *= alpha;
-            for (int c = 0; c < VD_PAD; ++c)
-                oT[c] *= alpha;
-            m = mnew;
-        }
-        float16 sum[4];
-#pragma unroll
-        for (int t = 0; t < 16; ++t) {
-            s[t] = attn_exp2_neg(s[t] - base);
-            sum[t % 4] = t < 4 ? s[t] : sum[t % 4] + s[t];
-        }
-        l += (sum[0] + sum[1]) + (sum[2] + sum[3]);
-        /* P through private memory, the key loop below not unrolled: one vector load per
-         * VD_VEC FMAs costs nothing measurable, and PoCL's first-launch compile is ~0.7 s
-         * shorter than with all 16 x VD_VEC FMAs unrolled. */
-        float16 pr[16];
-#pragma unroll
-        for (int t = 0; t < 16; ++t)
-            pr[t] = s[t];
-
-        /* Keys past the batch's length may hold anything (padding, a KV cache's unwritten
-         * capacity): their P is 0, but 0 * NaN is NaN, so they are never read. */
-        const int nk = (int)min(16L, len - j0);
-        __global const float *vr = vpb + j0 * VD_PAD;
-        for (int c0 = 0; c0 < VD_PAD; c0 += VD_VEC) {
-            __global const float *vt = vr + c0 * 16;
-            float16 a[VD_VEC];
-#pragma unroll
-            for (int e = 0; e < VD_VEC; ++e)
-                a[e] = oT[c0 + e];
-            for (int t = 0; t < nk; ++t) {
-                const float16 pt = pr[t];
+            /* Keys past the batch's length may hold anything (padding, a KV cache's unwritten
+             * capacity): their P is 0, but 0 * NaN is NaN, so they are never read. */
+            const int nk = (int)min(16L, len - j0);
+            __global const float *vr = vpb + j0 * VD_PAD;
+            for (int c0 = 0; c0 < VD_PAD; c0 += VD_VEC) {
+                __global const float *vt = vr + c0 * 16;
+                float16 a[VD_VEC];
 #pragma unroll
                 for (int e = 0; e < VD_VEC; ++e)
-                    a[e] = fma(pt, (float16)(vt[t * VD_VEC + e]), a[e]);
-            }
+                    a[e] = oT[c0 + e];
+                for (int t = 0; t < nk; ++t) {
+                    const float16 pt = pr[t];
 #pragma unroll
-            for (int e = 0; e < VD_VEC; ++e)
-                oT[c0 + e] = a[e];
+                    for (int e = 0; e < VD_VEC; ++e)
+                        a[e] = fma(pt, (float16)(vt[t * VD_VEC + e]), a[e]);
+                }
+#pragma unroll
+                for (int e = 0; e < VD_VEC; ++e)
+                    oT[c0 + e] = a[e];
+            }
         }
     }
 
     /* A row that saw no key has l = 0: zeros and lse -inf. */
     const int16 seen = l > (float16)(0.0f);
-    const float16 inv = select((float16)(0.0f), (float16)(1.0f) / l, seen);
+    float16 inv = select((float16)(0.0f), (float16)(1.0f) / l, seen);
+#if POS_SINKS
+    if (!p.partial) { /* a partial's sink is added once, by the merge kernel */
+        float mv[16], lv[16], fv[16];
+        vstore16(m, 0, mv);
+        vstore16(l, 0, lv);
+        for (int r = 0; r < 16; ++r)
+            fv[r] = lv[r] > 0.0f ? attn_sink_fold(aux, p, p.h_pos + hrow[r], &mv[r], &lv[r]) : 0.0f;
+        inv *= vload16(0, fv);
+        m = vload16(0, mv);
+        l = vload16(0, lv);
+    }
+#endif
     for (int c = 0; c < V_HEAD_DIM; ++c) {
         float ov[16];
         vstore16(oT[c] * inv, 0, ov);
@@ -224,9 +301,8 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     if (p.want_lse) {
         float lv[16];
         vstore16(select((float16)(-INFINITY), (m + log2(l)) * ATTN_LN2, seen), 0, lv);
-        for (int r = 0; r < rows; ++r) {
-            const long f = f0 + r;
-            lse[p.l_off + b * p.l_s0 + (hk * G + f % G) * p.l_s1 + (f / G) * p.l_s2] = lv[r];
-        }
+        for (int r = 0; r < rows; ++r)
+            lse[p.l_off + b * p.l_s0 + hrow[r] * p.l_s1 + irow[r] * p.l_s2] = lv[r];
     }
 }
+#undef ATTN_FLAT

@@ -11,7 +11,7 @@
 
 __kernel void attn_merge(__global const float *oc, __global const float *lc,
                          __global float *oa, __global float *la, __global STORE_T *o,
-                         __global float *lse, const attn_params p)
+                         __global float *lse, __global const int *aux, const attn_params p)
 {
     const long idx = get_global_id(0);
     if (idx >= p.q_len * p.num_heads)
@@ -32,6 +32,17 @@ __kernel void attn_merge(__global const float *oc, __global const float *lc,
             lnew = m + log(s);
         }
     }
+#if POS_SINKS
+    /* The segment's last chunk adds the head's sink to the denominator, once: O scales by
+     * e^lse / (e^lse + e^sink). A row that saw no key stays zero with lse -inf. */
+    if (p.chunk_last && lnew != -INFINITY) {
+        const float sk = as_float(aux[p.a_sinks + p.h_pos + h]) * ATTN_LN2;
+        const float mm = fmax(lnew, sk), ea = exp(lnew - mm), s = ea + exp(sk - mm);
+        wa *= ea / s;
+        wc *= ea / s;
+        lnew = mm + log(s);
+    }
+#endif
     const long obase = p.o_off + row * p.o_s1 + h * p.o_s2;
     for (int d = 0; d < V_HEAD_DIM; ++d) {
         /* Rows with no visible key carry zeros and weight 0: never 0·NaN. */

@@ -1,6 +1,7 @@
 /* attn_pack.cl — packs K and V of each (batch, kv head) into tiles of 16 keys for the
  * CPU-class kernel (attn_fwd_cpu.cl), converting storage to f32 and zero-padding keys up to
- * ld_kv (a multiple of 16) and V columns up to VD_PAD. Tile T of a slab starts at key 16·T:
+ * ld_kv (a multiple of 16) and V columns up to VD_PAD; with RoPE, K is rotated here
+ * (attn_rope_load), once per key. Tile T of a slab starts at key 16·T:
  *   K: HEAD_DIM rows of 16 floats — K^T of the tile, row d holding element d of its 16 keys;
  *   V: VD_PAD / VD_VEC blocks of 16 keys x VD_VEC columns.
  * Every read of the attention kernel's inner loops is then sequential within a tile, and
@@ -35,7 +36,8 @@
 #endif
 
 __kernel void attn_pack_kv(__global const STORE_T *k, __global const STORE_T *v,
-                           __global float *kt, __global float *vp, const attn_params p)
+                           __global float *kt, __global float *vp, __global const int *aux,
+                           const attn_params p)
 {
     const long j = get_global_id(0);
     const long hk = get_global_id(1);
@@ -53,7 +55,9 @@ __kernel void attn_pack_kv(__global const STORE_T *k, __global const STORE_T *v,
     for (int d = t; d < HEAD_DIM; d += 16) {
         float row[16];
         for (int u = 0; u < 16; ++u)
-            row[u] = u < keys ? LOAD_S(k, kb + u * p.k_s1 + d * p.k_s3) : 0.0f;
+            row[u] = u < keys ? attn_rope_load(k, kb + u * p.k_s1, p.k_s3, d, p.k_pos + j0 + u,
+                                               p.a_rope_k, aux, p)
+                              : 0.0f;
         vstore16(vload16(0, row), d, kd);
     }
 

@@ -21,10 +21,16 @@
     X(q_pos) X(k_pos)     /* global index of this launch's first query row / first key */  \
     X(q_total) X(kv_total) /* the whole problem's q_len / kv_len (causal alignment) */      \
     X(chunk_first) X(chunk_last) /* merge kernel: first / last key chunk of a segment */   \
-    X(num_splits) X(split_len) /* decode: key ranges per (batch, kv head), keys per range */
+    X(num_splits) X(split_len) /* decode: key ranges per (batch, kv head), keys per range */ \
+    X(b_pos) X(h_pos) X(heads_total) /* global batch / first head of the launch; all heads */ \
+    X(partial) /* 1: the launch writes a partial result that the merge kernel finishes */    \
+    /* issue 6, word offsets into the aux buffer (src/core/sparse.h) and table sizes */       \
+    X(a_maps) X(a_ptr) X(a_runs) X(map_nqb) X(map_qb)                                         \
+    X(a_alibi) X(a_t5) X(t5_max) X(a_sinks) X(a_rope_q) X(a_rope_k) X(rope_pairs)            \
+    X(rope_interleaved)
 #define ATTN__KPARAMS_F32(X)                                                                  \
     X(scale_log2) /* softmax scale times log2(e): kernels work in base 2 */                   \
-    X(reserved)
+    X(softcap2) /* soft-cap times log2(e); 0: off */
 
 typedef struct attn__kparams {
 #define ATTN__X(n) int64_t n;

@@ -6,6 +6,7 @@
 #include "core/kernels.h"
 #include "core/plan.h"
 #include "core/quirks.h"
+#include "core/sparse.h"
 #include "core/tune.h"
 
 
@@ -38,6 +39,8 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
     /* Subgroup operations where the device has subgroups and no quirk says otherwise (the
      * backend still compiles them out where its API lacks them). */
     spec->subgroup_ops = dev->subgroup_size > 0 && !attn__quirks_of(dev).no_subgroup_ops;
+    spec->sparse = attn__sparse_on(p);
+    spec->pos_flags = attn__pos_flags(p);
 
     attn_kernel_family fam = ctx->family;
     if (fam == ATTN_FAMILY_AUTO)
@@ -121,6 +124,9 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         info->tune_source = attn__tune_lookup(plan, ATTN__TUNE_GPU, &tv);
         bm = tv.block_m != ATTN__TUNE_UNSET ? (uint32_t)tv.block_m : bm;
         bn = tv.block_n != ATTN__TUNE_UNSET ? (uint32_t)tv.block_n : bn;
+        /* A tile map lists 16-key tiles: a key tile must not straddle two. */
+        if (spec->sparse && bn > ATTN__TILE_KEYS)
+            bn = ATTN__TILE_KEYS;
         if (bn * per_key > local)
             return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
                               "head_dim %lld + v_head_dim %lld need %llu bytes of local memory "
@@ -161,6 +167,8 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
                         + (long double)B * H * Sq * 4 + B * 4;      /* lse, kv_lens */
     if (p->mask_kind != ATTN_MASK_NONE)
         total += (long double)B * H * Sq * Skv * (p->mask_kind == ATTN_MASK_ADDITIVE ? 4 : 1);
+    if (plan->aux)
+        total += (long double)plan->aux->count * 4;
     if (plan->decode) {
         const long double rows = (long double)B * Sq * H * plan->num_splits;
         total += rows * (Dv + 1) * 4; /* partial O and lse per split */
@@ -275,6 +283,9 @@ static attn_status plan_decode(attn_plan *plan)
     const int glsl = plan->ctx->ops->lang == ATTN__LANG_GLSL;
     const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
     if (rows > DECODE_MAX_ROWS || p->kv_len < 128)
+        return ATTN_OK;
+    /* Patterns, positions and logit transforms are in the prefill kernels only. */
+    if (p->feat)
         return ATTN_OK;
     /* The Vulkan decode shader unrolls its rows and head dims, and the driver's compile
      * time grows steeply with that code: on llvmpipe 4 rows at head_dim 128 (1024 floats
@@ -397,13 +408,16 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
         return st;
     }
     const char *feature = attn__problem_feature(&plan->pb);
-    if (feature && ctx->ops->lang != ATTN__LANG_NONE) {
-        /* Issue 6: patterns and positions have a reference implementation, no kernels yet. */
+    const attn__features *feat = plan->pb.feat;
+    if (feature && ctx->ops->lang != ATTN__LANG_NONE &&
+        ((feat && feat->probs_mode) || ctx->ops->lang == ATTN__LANG_GLSL)) {
+        /* Issue 6: the OpenCL kernels fuse patterns and positions; probabilities and
+         * the Vulkan kernels are pending. */
         free(plan->kv_lens);
         free(plan);
         return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
                           "%s run on the reference backend only so far (kernels pending)",
-                          feature);
+                          feat && feat->probs_mode ? "probability outputs" : feature);
     }
     if (ctx->ops->lang == ATTN__LANG_NONE) {
         plan->info.struct_size = sizeof plan->info;
@@ -415,6 +429,17 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
             st = plan_decode(plan);
         if (st == ATTN_OK && !plan->decode)
             st = compile_program(plan, 0);
+        if (st == ATTN_OK && plan->pb.feat) {
+            /* The tile map and tables for the description's key lengths: their size
+             * counts in the plan's device memory, their tiles in its info. */
+            plan->aux = calloc(1, sizeof *plan->aux);
+            st = plan->aux ? attn__aux_build(plan, plan->kv_lens, plan->info.block_m, plan->aux)
+                           : attn__fail(ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "allocating a plan");
+            if (st == ATTN_OK && plan->spec.sparse) {
+                plan->info.tiles_computed = plan->aux->tiles_computed;
+                plan->info.tiles_total = plan->aux->tiles_total;
+            }
+        }
         if (st == ATTN_OK) {
             plan->info.device_bytes = one_pass_bytes(plan);
             attn__schedule_plan(plan);
@@ -431,6 +456,9 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
                 st = attn__plan_chunk_kernels(plan);
         }
         if (st != ATTN_OK) {
+            if (plan->aux)
+                attn__aux_free(plan->aux);
+            free(plan->aux);
             free(plan->kv_lens);
             free(plan);
             return st;
@@ -451,6 +479,7 @@ static void free_scratch(attn_plan *plan)
         plan->scratch[i].handle = NULL;
         plan->scratch[i].bytes = 0;
     }
+    plan->aux_uploaded = 0;
 }
 
 void attn_plan_destroy(attn_plan *plan)
@@ -461,6 +490,9 @@ void attn_plan_destroy(attn_plan *plan)
     attn__plan_unlink(ctx, plan);
     if (ctx->dev)
         free_scratch(plan);
+    if (plan->aux)
+        attn__aux_free(plan->aux);
+    free(plan->aux);
     free(plan->kv_lens);
     free(plan);
 }
@@ -630,6 +662,30 @@ static attn_status run_reference(attn_plan *plan, attn__bound *bound, const int3
 static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound,
                                 const int32_t *kv_lens);
 
+attn_status attn__plan_aux(attn_plan *plan, const int32_t *kv_lens, attn__kparams *kp,
+                           void **handle)
+{
+    *handle = NULL;
+    if (!plan->aux)
+        return ATTN_OK;
+    const uint64_t gen = plan->aux->gen;
+    attn_status st = attn__aux_build(plan, kv_lens, plan->info.block_m, plan->aux);
+    if (st != ATTN_OK)
+        return st;
+    if (plan->aux->gen != gen || !plan->scratch[ATTN__S_AUX].handle)
+        plan->aux_uploaded = 0;
+    const uint64_t bytes = plan->aux->count * sizeof(int32_t);
+    if ((st = scratch(plan, ATTN__S_AUX, bytes, handle)))
+        return st;
+    if (!plan->aux_uploaded) {
+        if ((st = attn__dev_write(plan->ctx, *handle, 0, plan->aux->words, bytes)))
+            return st;
+        plan->aux_uploaded = 1;
+    }
+    attn__aux_params(plan, plan->aux, kp);
+    return ATTN_OK;
+}
+
 attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args)
 {
     if (!plan)
@@ -712,6 +768,10 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     kp.has_kv_lens = kv_lens != NULL;
     kp.want_lse = p->want_lse;
     kp.scale_log2 = (float)(p->scale * 1.4426950408889634);
+    kp.heads_total = p->num_heads;
+    void *aux = NULL;
+    if ((st = attn__plan_aux(plan, kv_lens, &kp, &aux)))
+        return st;
 
     attn__launch la;
     memset(&la, 0, sizeof la);
@@ -792,7 +852,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         la.buffers[1] = v.handle;
         la.buffers[2] = kt;
         la.buffers[3] = vp;
-        la.num_buffers = 4;
+        la.buffers[4] = aux;
+        la.num_buffers = 5;
         la.groups[0] = ld / PACK_GROUP;
         la.groups[1] = (size_t)p->num_kv_heads;
         la.groups[2] = (size_t)p->batch;
@@ -809,7 +870,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     la.buffers[4] = m.handle;
     la.buffers[5] = lens;
     la.buffers[6] = l.handle;
-    la.num_buffers = 7;
+    la.buffers[7] = aux;
+    la.num_buffers = 8;
     la.groups[0] = (size_t)((p->q_len + plan->info.block_m - 1) / plan->info.block_m);
     la.groups[1] = (size_t)p->num_heads;
     la.groups[2] = (size_t)p->batch;

@@ -3,6 +3,7 @@
 #define ATTN_CORE_PLAN_H
 
 #include "core/context.h"
+#include "core/kernels.h"
 
 enum { ATTN__T_Q, ATTN__T_K, ATTN__T_V, ATTN__T_O, ATTN__T_MASK, ATTN__T_LSE, ATTN__T_COUNT };
 
@@ -32,7 +33,9 @@ typedef struct attn__kspec {
     X(KD_PAD, kd_pad)    /* CPU: floats per packed K row (Vulkan: head_dim padded to 4) */    \
     X(UNROLL_D, unroll_d) /* Vulkan CPU: head-dim loops unrolled (registers, slow compile) */  \
     X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */     \
-    X(SUBGROUP_OPS, subgroup_ops) /* GPU: subgroup operations allowed (caps + quirks) */
+    X(SUBGROUP_OPS, subgroup_ops) /* GPU: subgroup operations allowed (caps + quirks) */  \
+    X(SPARSE, sparse)    /* issue 6: a tile map lists the key tiles of each query block */  \
+    X(POS_FLAGS, pos_flags) /* issue 6: ALiBi 1, T5 2, soft-cap 4, sinks 8, RoPE 16 */
 #define ATTN__X(NAME, field) long long field;
     ATTN__KSPEC(ATTN__X)
 #undef ATTN__X
@@ -41,7 +44,9 @@ typedef struct attn__kspec {
 /* Device scratch kept by a plan between runs. */
 enum {
     ATTN__S_Q, ATTN__S_K, ATTN__S_V, ATTN__S_O, ATTN__S_MASK, ATTN__S_LSE, /* host staging */
-    ATTN__S_KV_LENS, ATTN__S_KT, ATTN__S_VP, ATTN__S_OPART, ATTN__S_LPART, ATTN__S_COUNT
+    ATTN__S_KV_LENS, ATTN__S_KT, ATTN__S_VP, ATTN__S_OPART, ATTN__S_LPART,
+    ATTN__S_AUX, /* the tile map and position tables (src/core/sparse.h) */
+    ATTN__S_COUNT
 };
 
 typedef struct attn__scratch {
@@ -66,6 +71,10 @@ struct attn_plan {
     uint32_t num_splits, split_len;
     void *k_dec, *k_dec_merge;
     attn__scratch scratch[ATTN__S_COUNT];
+    /* Issue 6 features on a device: the aux words (tile map, position tables), rebuilt
+     * when a run's key lengths differ from those it was built for; NULL without features. */
+    struct attn__aux *aux;
+    int aux_uploaded;     /* scratch[ATTN__S_AUX] holds aux's words */
     struct attn_plan *prev, *next;
 };
 
@@ -75,6 +84,11 @@ int attn__plan_may_window(const attn_plan *plan);
 
 #define ATTN__CPU_KEY_VEC 16 /* keys per score vector in the CPU family (float16) */
 #define ATTN__PACK_GROUP 16  /* work-items per group of the packing kernel */
+
+/* Issue 6 features: builds the plan's aux words for these key lengths if needed, uploads
+ * them once, sets their launch parameters and gives the buffer (NULL without features). */
+attn_status attn__plan_aux(attn_plan *plan, const int32_t *kv_lens, attn__kparams *kp,
+                           void **handle);
 
 /* Compiles the scheduler's kernels of a plan (idempotent). */
 attn_status attn__plan_chunk_kernels(attn_plan *plan);

@@ -7,6 +7,7 @@
 
 #include "core/kernels.h"
 #include "core/plan.h"
+#include "core/sparse.h"
 #include "core/quirks.h"
 
 typedef struct step_shape {
@@ -78,6 +79,8 @@ static uint64_t step_total(const attn_plan *plan, const attn__bound *bound, step
             return UINT64_MAX;
         total += bytes[i];
     }
+    if (plan->aux) /* the tile map and position tables stay on the device throughout */
+        total += plan->aux->count * sizeof(int32_t);
     return total;
 }
 
@@ -367,14 +370,23 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         chunks_of(p, attn__kv_len_of(p, kv_lens, b), i0,
                                   p->q_len - i0 < sm_max ? p->q_len - i0 : sm_max, (uint64_t)cn_max);
 
+    /* Issue 6 features: one aux buffer for every launch (a template of its params). */
+    attn__kparams ap;
+    memset(&ap, 0, sizeof ap);
+    void *aux = NULL;
+    if ((st = attn__plan_aux(plan, kv_lens, &ap, &aux)))
+        return st;
+
     const attn__bound *mb = &bound[ATTN__T_MASK];
     for (int64_t b = 0; b < p->batch; ++b) {
         const int64_t len_b = attn__kv_len_of(p, kv_lens, b);
         for (int64_t hk = 0; hk < p->num_kv_heads; ++hk) {
             for (int64_t i0 = 0; i0 < p->q_len; i0 += sm_max) {
                 const int64_t sm = p->q_len - i0 < sm_max ? p->q_len - i0 : sm_max;
-                attn__kparams kp;
-                memset(&kp, 0, sizeof kp);
+                attn__kparams kp = ap;
+                kp.b_pos = b;
+                kp.h_pos = hk * G;
+                kp.partial = 1;
                 void *qh;
                 {
                     const int64_t org[4] = {b, i0, hk * G, 0}, shape[4] = {1, sm, G, D};
@@ -385,9 +397,32 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                 }
                 const uint64_t nchunks = chunks_of(p, len_b, i0, sm, (uint64_t)cn_max);
                 const int64_t kend = keys_end(p, len_b, i0, sm);
+                /* With a tile map, chunks no tile of the segment needs are neither uploaded
+                 * nor computed; the merge runs from the first needed chunk to the last. A
+                 * segment that needs none runs its first chunk with no keys: its zeros. */
+                int64_t cfirst = -1, clast = -1;
                 for (uint64_t c = 0; c < nchunks; ++c) {
                     const int64_t j0 = (int64_t)c * cn_max;
                     const int64_t cn = kend - j0 < cn_max ? (kend - j0 > 0 ? kend - j0 : 0) : cn_max;
+                    if (attn__aux_needs(plan->aux, p, b, hk * G, G, i0, sm, j0, cn)) {
+                        if (cfirst < 0)
+                            cfirst = (int64_t)c;
+                        clast = (int64_t)c;
+                    }
+                }
+                const int none = cfirst < 0;
+                if (none)
+                    cfirst = clast = 0;
+                for (uint64_t c = 0; c < nchunks; ++c) {
+                    const int64_t j0 = (int64_t)c * cn_max;
+                    int64_t cn = kend - j0 < cn_max ? (kend - j0 > 0 ? kend - j0 : 0) : cn_max;
+                    if (none)
+                        cn = 0;
+                    if ((int64_t)c < cfirst || (int64_t)c > clast ||
+                        (!none && !attn__aux_needs(plan->aux, p, b, hk * G, G, i0, sm, j0, cn))) {
+                        r->done++;
+                        continue;
+                    }
                     void *kh = NULL, *vh = NULL, *mh = NULL;
                     int64_t s4[4];
                     /* Slots alternate: this chunk's uploads overlap the previous chunk's
@@ -446,7 +481,8 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         la.buffers[1] = vh;
                         la.buffers[2] = r->dev[B_KT];
                         la.buffers[3] = r->dev[B_VP];
-                        la.num_buffers = 4;
+                        la.buffers[4] = aux;
+                        la.num_buffers = 5;
                         la.groups[0] = (size_t)kp.ld_kv / ATTN__PACK_GROUP;
                         la.groups[1] = la.groups[2] = 1;
                         la.local[0] = ATTN__PACK_GROUP;
@@ -462,7 +498,8 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     la.buffers[4] = mh;
                     la.buffers[5] = NULL;
                     la.buffers[6] = r->dev[B_LC];
-                    la.num_buffers = 7;
+                    la.buffers[7] = aux;
+                    la.num_buffers = 8;
                     la.groups[0] = (size_t)((sm + plan->info.block_m - 1) / plan->info.block_m);
                     la.groups[1] = (size_t)G;
                     la.groups[2] = 1;
@@ -472,12 +509,12 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         return st;
 
                     /* Merge into (oa, la); the last chunk writes the caller's layout. */
-                    attn__kparams mp;
-                    memset(&mp, 0, sizeof mp);
+                    attn__kparams mp = ap;
                     mp.q_len = sm;
                     mp.num_heads = G;
-                    mp.chunk_first = c == 0;
-                    mp.chunk_last = c + 1 == nchunks;
+                    mp.h_pos = hk * G;
+                    mp.chunk_first = (int64_t)c == cfirst;
+                    mp.chunk_last = (int64_t)c == clast;
                     mp.want_lse = p->want_lse;
                     void *oh = r->dev[B_O], *lh = r->dev[B_LSE];
                     if (mp.chunk_last) {
@@ -509,7 +546,8 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                     la.buffers[3] = r->dev[B_LA];
                     la.buffers[4] = oh;
                     la.buffers[5] = p->want_lse ? lh : NULL;
-                    la.num_buffers = 6;
+                    la.buffers[6] = aux;
+                    la.num_buffers = 7;
                     la.local[0] = plan->ctx->info.max_work_group_size >= 64 ? 64 : 1;
                     la.local[1] = la.local[2] = 1;
                     la.groups[0] = ((size_t)(sm * G) + la.local[0] - 1) / la.local[0];
