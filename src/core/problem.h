@@ -45,6 +45,11 @@ typedef struct attn__features {
     int probs_mode;                /* attn_probs_mode */
     int64_t probs_head;
     attn__view probs;              /* set by attn__validate_run for each run; data NULL: none */
+    /* Devices: the probs tensor of the run (present), in a device buffer (handle, element
+     * offset) or in host memory (probs.data). */
+    int probs_present;
+    void *probs_handle;
+    int64_t probs_off;
 } attn__features;
 
 typedef struct attn__problem {

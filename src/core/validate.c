@@ -748,8 +748,12 @@ attn_status attn__validate_run(const attn_plan *plan, const attn_run_args *a,
     memcpy(all, bound, sizeof(attn__bound) * ATTN__T_COUNT);
     memset(&all[T_PROBS], 0, sizeof all[T_PROBS]);
     attn__features *feat = p->feat;
-    if (feat)
+    if (feat) {
         feat->probs.data = NULL;
+        feat->probs_present = 0;
+        feat->probs_handle = NULL;
+        feat->probs_off = 0;
+    }
     if (feat && feat->probs_mode) {
         const int64_t ps[4] = {p->batch, feat->probs_mode == ATTN_PROBS_ONE_HEAD ? 1 : p->num_heads,
                                p->q_len, p->kv_len};
@@ -775,15 +779,18 @@ attn_status attn__validate_run(const attn_plan *plan, const attn_run_args *a,
     }
     if (all[T_PROBS].present) {
         feat->probs = all[T_PROBS].view;
+        feat->probs_present = 1;
         if (all[T_PROBS].buffer) {
-            /* Features run on the reference backend only, whose buffers are host memory. */
+            /* The reference backend's buffers are host memory; a device writes its own. */
             char *base = ctx->ops->buffer_host_ptr
                              ? ctx->ops->buffer_host_ptr(ctx->dev, all[T_PROBS].buffer->handle)
                              : NULL;
-            if (!base)
-                return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
-                                  "tensor probs: this backend cannot write it into a buffer");
-            feat->probs.data = base + all[T_PROBS].elem_off * 4;
+            if (base) {
+                feat->probs.data = base + all[T_PROBS].elem_off * 4;
+            } else {
+                feat->probs_handle = all[T_PROBS].buffer->handle;
+                feat->probs_off = (int64_t)all[T_PROBS].elem_off;
+            }
         }
     }
     return ATTN_OK;
