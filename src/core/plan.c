@@ -169,6 +169,7 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
         total += (long double)B * H * Sq * Skv * (p->mask_kind == ATTN_MASK_ADDITIVE ? 4 : 1);
     if (plan->aux)
         total += (long double)plan->aux->count * 4;
+    total += (long double)attn__probs_bytes(plan);
     if (plan->decode) {
         const long double rows = (long double)B * Sq * H * plan->num_splits;
         total += rows * (Dv + 1) * 4; /* partial O and lse per split */
@@ -429,6 +430,11 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
             st = plan_decode(plan);
         if (st == ATTN_OK && !plan->decode)
             st = compile_program(plan, 0);
+        if (st == ATTN_OK && plan->pb.feat && plan->pb.feat->probs_mode) {
+            attn__define defs[16];
+            const uint32_t nd = spec_defines(&plan->spec, defs);
+            st = attn__probs_compile(plan, defs, nd);
+        }
         if (st == ATTN_OK && plan->pb.feat) {
             /* The tile map and tables for the description's key lengths: their size
              * counts in the plan's device memory, their tiles in its info. */
@@ -452,7 +458,13 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
                 plan->info.segment_rows = (uint32_t)plan->pb.q_len;
                 plan->info.chunk_keys = (uint32_t)plan->pb.kv_len;
             }
-            if (plan->info.scheduled)
+            if (plan->info.scheduled && plan->k_probs)
+                st = attn__fail(ctx, ATTN_ERROR_OVER_BUDGET,
+                                "probability outputs need the problem to run in one pass: it "
+                                "needs %llu bytes of device memory, the budget is %llu",
+                                (unsigned long long)plan->info.device_bytes,
+                                (unsigned long long)plan->ctx->budget);
+            else if (plan->info.scheduled)
                 st = attn__plan_chunk_kernels(plan);
         }
         if (st != ATTN_OK) {
@@ -514,7 +526,7 @@ attn_status attn_plan_get_info(const attn_plan *plan, attn_plan_info *info)
 /* ---- running -------------------------------------------------------------------------- */
 
 /* Device scratch of at least `bytes` in slot `s`, kept for later runs. */
-static attn_status scratch(attn_plan *plan, int s, uint64_t bytes, void **handle)
+attn_status attn__plan_scratch(attn_plan *plan, int s, uint64_t bytes, void **handle)
 {
     attn__scratch *sc = &plan->scratch[s];
     if (!bytes)
@@ -587,7 +599,7 @@ static attn_status stage_in(attn_plan *plan, const attn__bound *b, int slot, dev
         return ATTN_OK;
     }
     uint64_t bytes = dense_bytes(&b->view);
-    attn_status st = scratch(plan, slot, bytes, &d->handle);
+    attn_status st = attn__plan_scratch(plan, slot, bytes, &d->handle);
     if (st != ATTN_OK)
         return st;
     d->off = 0;
@@ -609,7 +621,7 @@ static attn_status stage_out(attn_plan *plan, const attn__bound *b, int slot, de
 {
     if (!b->present || b->buffer)
         return stage_in(plan, b, slot, d); /* absent, or a buffer bound in place */
-    attn_status st = scratch(plan, slot, dense_bytes(&b->view), &d->handle);
+    attn_status st = attn__plan_scratch(plan, slot, dense_bytes(&b->view), &d->handle);
     d->off = 0;
     attn__dense_strides(b->view.shape, d->stride);
     return st;
@@ -675,7 +687,7 @@ attn_status attn__plan_aux(attn_plan *plan, const int32_t *kv_lens, attn__kparam
     if (plan->aux->gen != gen || !plan->scratch[ATTN__S_AUX].handle)
         plan->aux_uploaded = 0;
     const uint64_t bytes = plan->aux->count * sizeof(int32_t);
-    if ((st = scratch(plan, ATTN__S_AUX, bytes, handle)))
+    if ((st = attn__plan_scratch(plan, ATTN__S_AUX, bytes, handle)))
         return st;
     if (!plan->aux_uploaded) {
         if ((st = attn__dev_write(plan->ctx, *handle, 0, plan->aux->words, bytes)))
@@ -731,7 +743,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     void *lens = NULL;
     if (kv_lens) {
         uint64_t bytes = (uint64_t)p->batch * sizeof(int32_t);
-        if ((st = scratch(plan, ATTN__S_KV_LENS, bytes, &lens)) ||
+        if ((st = attn__plan_scratch(plan, ATTN__S_KV_LENS, bytes, &lens)) ||
             (st = attn__dev_write(ctx, lens, 0, kv_lens, bytes)))
             return st;
     }
@@ -769,6 +781,16 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     kp.want_lse = p->want_lse;
     kp.scale_log2 = (float)(p->scale * 1.4426950408889634);
     kp.heads_total = p->num_heads;
+    /* Probabilities need every row's lse: the caller's, or one of our own. */
+    const int probs = plan->k_probs && p->feat->probs_present;
+    if (probs && !bound[ATTN__T_LSE].present) {
+        const uint64_t rows = (uint64_t)(p->batch * p->num_heads * p->q_len);
+        if ((st = attn__plan_scratch(plan, ATTN__S_PLSE, rows * 4, &l.handle)))
+            return st;
+        l.off = 0;
+        kp.l_off = 0, kp.l_s2 = 1, kp.l_s1 = p->q_len, kp.l_s0 = p->num_heads * p->q_len;
+        kp.want_lse = 1;
+    }
     void *aux = NULL;
     if ((st = attn__plan_aux(plan, kv_lens, &kp, &aux)))
         return st;
@@ -782,8 +804,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         /* Split-KV: partial results per key range, then their exact merge. */
         const uint64_t rows = (uint64_t)(p->batch * p->num_heads * p->q_len) * plan->num_splits;
         void *op = NULL, *lp = NULL;
-        if ((st = scratch(plan, ATTN__S_OPART, rows * (uint64_t)p->v_head_dim * 4, &op)) ||
-            (st = scratch(plan, ATTN__S_LPART, rows * 4, &lp)))
+        if ((st = attn__plan_scratch(plan, ATTN__S_OPART, rows * (uint64_t)p->v_head_dim * 4, &op)) ||
+            (st = attn__plan_scratch(plan, ATTN__S_LPART, rows * 4, &lp)))
             return st;
         kp.num_splits = plan->num_splits;
         kp.split_len = plan->split_len;
@@ -845,8 +867,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         uint64_t ld = round_up((uint64_t)p->kv_len, CPU_KEY_VEC);
         uint64_t heads = (uint64_t)p->batch * (uint64_t)p->num_kv_heads;
         kp.ld_kv = (int64_t)ld;
-        if ((st = scratch(plan, ATTN__S_KT, heads * ld * plan->kd_pad * 4, &kt)) ||
-            (st = scratch(plan, ATTN__S_VP, heads * ld * plan->vd_pad * 4, &vp)))
+        if ((st = attn__plan_scratch(plan, ATTN__S_KT, heads * ld * plan->kd_pad * 4, &kt)) ||
+            (st = attn__plan_scratch(plan, ATTN__S_VP, heads * ld * plan->vd_pad * 4, &vp)))
             return st;
         la.buffers[0] = k.handle;
         la.buffers[1] = v.handle;
@@ -878,6 +900,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
     la.local[0] = plan->info.work_group_size;
     la.local[1] = la.local[2] = 1;
     if ((st = attn__enqueue(ctx, plan->k_main, &la)))
+        return st;
+    if (probs && (st = attn__probs_run(plan, &kp, q.handle, k.handle, m.handle, lens, l.handle, aux)))
         return st;
     if ((st = read_out(plan, &bound[ATTN__T_O], &o)) ||
         (st = read_out(plan, &bound[ATTN__T_LSE], &l)))

@@ -46,6 +46,7 @@ enum {
     ATTN__S_Q, ATTN__S_K, ATTN__S_V, ATTN__S_O, ATTN__S_MASK, ATTN__S_LSE, /* host staging */
     ATTN__S_KV_LENS, ATTN__S_KT, ATTN__S_VP, ATTN__S_OPART, ATTN__S_LPART,
     ATTN__S_AUX, /* the tile map and position tables (src/core/sparse.h) */
+    ATTN__S_PROBS, ATTN__S_PLSE, /* probabilities: host staging; lse when the caller has none */
     ATTN__S_COUNT
 };
 
@@ -70,6 +71,7 @@ struct attn_plan {
     int decode;
     uint32_t num_splits, split_len;
     void *k_dec, *k_dec_merge;
+    void *k_probs; /* desc.want_probs on a device (src/core/probs.c) */
     attn__scratch scratch[ATTN__S_COUNT];
     /* Issue 6 features on a device: the aux words (tile map, position tables), rebuilt
      * when a run's key lengths differ from those it was built for; NULL without features. */
@@ -89,6 +91,16 @@ int attn__plan_may_window(const attn_plan *plan);
  * them once, sets their launch parameters and gives the buffer (NULL without features). */
 attn_status attn__plan_aux(attn_plan *plan, const int32_t *kv_lens, attn__kparams *kp,
                            void **handle);
+
+/* Device scratch of at least `bytes` in slot `s`, kept for later runs (plan.c). */
+attn_status attn__plan_scratch(attn_plan *plan, int s, uint64_t bytes, void **handle);
+
+/* Probabilities on a device (src/core/probs.c): the kernel, the device bytes they add, and
+ * the launch after the attention kernel of a one-pass run has written the rows' lse. */
+attn_status attn__probs_compile(attn_plan *plan, const attn__define *defs, uint32_t nd);
+uint64_t attn__probs_bytes(const attn_plan *plan);
+attn_status attn__probs_run(attn_plan *plan, const attn__kparams *main_kp, void *q, void *k,
+                            void *mask, void *lens, void *lse, void *aux);
 
 /* Compiles the scheduler's kernels of a plan (idempotent). */
 attn_status attn__plan_chunk_kernels(attn_plan *plan);
