@@ -338,14 +338,6 @@ START_TEST(test_case)
     attn_context *ctx = context_for(dev, e, c->scheduled);
     attn_plan *plan = NULL;
     attn_status s = attn_plan_create(ctx, &f.d, &plan);
-    if (dev->backend == ATTN_BACKEND_VULKAN) {
-        /* The Vulkan kernels do not have the features yet: they must say so. */
-        ck_assert_msg(s == ATTN_ERROR_UNSUPPORTED &&
-                          strstr(attn_context_detail(ctx), "reference backend only"),
-                      "%s on %s: %s", name, dev->label, attn_status_name(s));
-        free_data(&fd);
-        return;
-    }
     ck_assert_msg(s == ATTN_OK, "%s on %s: plan: %s (%s)", name, dev->label, attn_status_name(s),
                   attn_context_detail(ctx));
     attn_plan_info info;
@@ -385,8 +377,8 @@ START_TEST(test_tiles_exact)
     const tu_device *devs;
     const size_t nd = tu_devices(&devs, NULL);
     for (size_t e = 0; e < nd; ++e) {
-        if (!devs[e].ctx || skip_entry(&devs[e]) || devs[e].backend == ATTN_BACKEND_VULKAN)
-            continue; /* Vulkan: see test_case */
+        if (!devs[e].ctx || skip_entry(&devs[e]))
+            continue;
         const int which[] = {0, 2, 3, 4, 6, 7, 8, 9};
         for (size_t w = 0; w < sizeof which / sizeof which[0]; ++w) {
             const fcase *c = &cases[which[w]];
@@ -444,8 +436,8 @@ START_TEST(test_chunks_skipped)
     const tu_device *devs;
     const size_t nd = tu_devices(&devs, NULL);
     for (size_t e = 0; e < nd; ++e) {
-        if (!devs[e].ctx || skip_entry(&devs[e]) || devs[e].backend == ATTN_BACKEND_VULKAN)
-            continue; /* Vulkan: see test_case */
+        if (!devs[e].ctx || skip_entry(&devs[e]))
+            continue;
         fcase c = {P_WINDOW, 0, 1, 2, 2, 2048, 2048, 64, F32, 0, 0, 1};
         uint64_t up[2];
         unsigned seg = 0, chunk = 0;
@@ -491,8 +483,8 @@ START_TEST(test_rope_decode_row)
     const tu_device *devs;
     const size_t nd = tu_devices(&devs, NULL);
     for (size_t e = 0; e < nd; ++e) {
-        if (!devs[e].ctx || skip_entry(&devs[e]) || devs[e].backend == ATTN_BACKEND_VULKAN)
-            continue; /* Vulkan: see test_case */
+        if (!devs[e].ctx || skip_entry(&devs[e]))
+            continue;
         const int64_t S = 97, H = 4, Hk = 2, D = 64;
         fcase c = {P_NONE, F_ROPE | F_ALIBI, 1, H, Hk, S, S, D, F32, 1, 0, 0};
         fdesc f;

@@ -24,8 +24,12 @@
  * driver's compile time grows steeply with the unrolled code, so for large head dims the
  * planner keeps these loops (UNROLL_D 0): Q and O then live in per-lane memory, slower
  * to run but quick to compile. Online softmax in base 2 (FlashAttention recurrence), one rescale per block.
+ * Issue 6 (attn_features.glsl): with a tile map the key blocks come from the runs of
+ * 16-key tiles the group's query block computes (a tile is one or two blocks), a partial
+ * tile's bits per row; RoPE rotates the loaded Q rows (K is rotated by the packing
+ * shader); soft-cap, ALiBi and T5 apply per score; sinks fold into each row at the end.
  * Buffers: 0 q, 1 kr (K rows, KD_PAD floats), 2 vp (V rows, VD_PAD floats), 3 o, 4 mask,
- * 5 kv_lens, 6 lse. Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local
+ * 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local
  * (SG, 1, 1); the group must be one subgroup (the planner sets SG to the device's
  * subgroup size). */
 #extension GL_GOOGLE_include_directive : require
@@ -75,6 +79,8 @@ ATTN_OUT_WO(3, o)
 ATTN_MASK_RO(4)
 ATTN_BUF_RO(5, int, int, 2, kv_lens)
 ATTN_BUF_WO(6, float, float, 2, lse)
+#define ATTN_AUX_SLOT 7
+#include "attn_features.glsl"
 
 void main()
 {
@@ -106,6 +112,33 @@ void main()
             q4[r * NK4 + c] = x;
         }
     }
+#if POS_ROPE
+    /* RoPE on the loaded rows (pre-scaled: the rotation is linear), in one rolled loop over
+     * (row, pair) on a per-lane copy: dynamic indices go there, never into q4, which stays
+     * in registers. Rows past q_len are zeros and stay zeros. */
+    {
+        float qf[ROWS * KD_PAD];
+        [[unroll]] for (int r = 0; r < ROWS; ++r)
+            ATTN_D_LOOP for (int c = 0; c < NK4; ++c)
+                [[unroll]] for (int e = 0; e < 4; ++e)
+                    qf[r * KD_PAD + 4 * c + e] = q4[r * NK4 + c][e];
+        const int hp = PN(rope_pairs);
+        const bool il = PN(rope_interleaved) != 0;
+        [[dont_unroll]] for (int x = 0; x < ROWS * hp; ++x) {
+            const int r = x / hp, pm = x - r * hp;
+            const int da = r * KD_PAD + (il ? 2 * pm : pm), db = da + (il ? 1 : hp);
+            const int i = min(i0 + lane + r * SG, q_len - 1);
+            const IDX t = PI(a_rope_q) + (IDX(PN(q_pos) + i) * IDX(hp) + IDX(pm)) * IDX(2);
+            const float cs = AUX_F(t), sn = AUX_F(t + IDX(1)), xa = qf[da], xb = qf[db];
+            qf[da] = xa * cs - xb * sn;
+            qf[db] = xa * sn + xb * cs;
+        }
+        [[unroll]] for (int r = 0; r < ROWS; ++r)
+            ATTN_D_LOOP for (int c = 0; c < NK4; ++c)
+                [[unroll]] for (int e = 0; e < 4; ++e)
+                    q4[r * NK4 + c][e] = qf[r * KD_PAD + 4 * c + e];
+    }
+#endif
     vec4 a4[ROWS * NV4];
     ATTN_D_LOOP for (int c = 0; c < ROWS * NV4; ++c)
         a4[c] = vec4(0.0);
@@ -119,8 +152,29 @@ void main()
     const IDX slab = IDX(b) * PI(num_kv_heads) + IDX(hk);
     const IDX krb = slab * ld * IDX(NK4);
     const IDX vpb = slab * ld * IDX(NV4);
+#if POS_ALIBI || POS_T5 || POS_SINKS
+    const int gh = PN(h_pos) + h; /* the head in the whole problem */
+#endif
+#if POS_ALIBI
+    const float slope = AUX_F(PI(a_alibi) + IDX(gh));
+#endif
 
+#if SPARSE
+    /* The blocks of the tiles the query block computes: runs of tiles, then each run's
+     * blocks (a 16-key tile is one or two). Runs ascend, so the first past kend ends. */
+    const ivec2 runs = attn_runs(b, h, i0);
+    [[dont_unroll]] for (int ru = runs.x; ru < runs.y; ++ru) {
+        int tbits;
+        const ivec2 keys = attn_run_keys(ru, kend, tbits);
+        if (keys.x >= kend)
+            break;
+        int vis[ROWS]; /* the rows' visibility bits in the run's tiles */
+        [[unroll]] for (int r = 0; r < ROWS; ++r)
+            vis[r] = attn_row_bits(tbits, lane + r * SG);
+    [[dont_unroll]] for (int j0 = keys.x; j0 < keys.y; j0 += SG) {
+#else
     [[dont_unroll]] for (int j0 = 0; j0 < kend; j0 += SG) {
+#endif
         /* This lane's key of the block: the packed copy has ld rows, kend rounded up to SG
          * at least, so the loads are in range; V rows past the batch's length read as zero
          * (the source may hold anything there). */
@@ -158,6 +212,20 @@ void main()
             }
         }
 #endif
+#if POS_T5
+        /* The T5 biases of the lanes' rows and the block's keys, one load per (row, key),
+         * in a loop over keys as for the mask. */
+        float t5[ROWS * SG];
+        [[unroll]] for (int u = 0; u < ROWS * SG; ++u)
+            t5[u] = 0.0;
+        [[dont_unroll]] for (int t = 0; t < SG; ++t) {
+            [[unroll]] for (int r = 0; r < ROWS; ++r) {
+                const float bv = attn_t5_bias(gh, j0 + t - (i0 + lane + r * SG + shift));
+                [[unroll]] for (int u = 0; u < SG; ++u)
+                    t5[r * SG + u] = u == t ? bv : t5[r * SG + u];
+            }
+        }
+#endif
         float pr[ROWS * SG], alpha[ROWS];
         [[unroll]] for (int r = 0; r < ROWS; ++r) {
             const int i = i0 + lane + r * SG;
@@ -166,6 +234,18 @@ void main()
                 const int j = j0 + t;
                 bool ok = i < q_len && j < kend && (!causal || j <= i + shift);
                 float x = s[r * SG + t];
+#if SPARSE
+                ok = ok && ((vis[r] >> ((PN(k_pos) + j) & 15)) & 1) != 0;
+#endif
+#if POS_SOFTCAP
+                x = attn_softcap(x);
+#endif
+#if POS_ALIBI
+                x -= slope * float(abs(i + shift - j)); /* |query - key| positions */
+#endif
+#if POS_T5
+                x += t5[r * SG + t];
+#endif
 #if MASK_KIND == 1
                 x += mk[r * SG + t] * float(ATTN_LOG2E);
 #elif MASK_KIND == 2
@@ -207,11 +287,18 @@ void main()
             }
         }
     }
+#if SPARSE
+    }
+#endif
 
     [[unroll]] for (int r = 0; r < ROWS; ++r) {
         const int i = i0 + lane + r * SG;
         if (i < q_len) {
-            const float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
+            float inv = l[r] > 0.0 ? 1.0 / l[r] : 0.0;
+#if POS_SINKS
+            if (PN(partial) == 0 && l[r] > 0.0) /* a partial's sink is added by the merge */
+                inv *= attn_sink_fold(gh, m[r], l[r]);
+#endif
             const IDX base = PI(o_off) + IDX(b) * PI(o_s0) + IDX(i) * PI(o_s1) + IDX(h) * PI(o_s2);
             ATTN_D_LOOP for (int c = 0; c < NV4; ++c)
                 [[unroll]] for (int e = 0; e < 4; ++e)

@@ -7,7 +7,11 @@
  * has subgroups and no quirk against them) and ATTN_VK_SUBGROUP (the backend: vote
  * operations supported in compute), a subgroup whose rows all see no key in a tile skips
  * it together; without them each row decides alone, with the same result.
- * Buffers: 0 q, 1 k, 2 v, 3 o, 4 mask, 5 kv_lens, 6 lse.
+ * Issue 6 (attn_features.glsl): with a tile map the group's tiles come from the runs of
+ * its query block (BLOCK_N <= 16 keys, so a tile never straddles two map tiles); RoPE
+ * rotates Q at its load and K at the tile load; soft-cap, ALiBi and T5 apply per score;
+ * sinks fold into the row at the end.
+ * Buffers: 0 q, 1 k, 2 v, 3 o, 4 mask, 5 kv_lens, 6 lse, 7 aux (issue 6).
  * Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local (BLOCK_M, 1, 1). */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
@@ -77,6 +81,8 @@ ATTN_OUT_WO(3, o)
 ATTN_MASK_RO(4)
 ATTN_BUF_RO(5, int, int, 2, kv_lens)
 ATTN_BUF_WO(6, float, float, 2, lse)
+#define ATTN_AUX_SLOT 7
+#include "attn_features.glsl"
 
 shared float ks[BLOCK_N * KS_LD];
 shared float vs[BLOCK_N * V_HEAD_DIM];
@@ -103,20 +109,49 @@ void main()
     float m = ATTN_NEG_INF, l = 0.0;
     {
         const IDX base = PI(q_off) + IDX(b) * PI(q_s0) + IDX(valid ? i : 0) * PI(q_s1) + IDX(h) * PI(q_s2);
+#if POS_ROPE
+        [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
+            qr[d] = valid ? ATTN_ROPE_LOAD(q, base, PI(q_s3), d, PN(q_pos) + i, PI(a_rope_q)) * p.scale_log2
+                          : 0.0;
+#else
         [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
             qr[d] = valid ? LOAD_S(q, base + IDX(d) * PI(q_s3)) * p.scale_log2 : 0.0;
+#endif
         [[dont_unroll]] for (int d = 0; d < V_HEAD_DIM; ++d)
             acc[d] = 0.0;
     }
     const IDX kb = PI(k_off) + IDX(b) * PI(k_s0) + IDX(hk) * PI(k_s2);
     const IDX vb = PI(v_off) + IDX(b) * PI(v_s0) + IDX(hk) * PI(v_s2);
+#if POS_ALIBI || POS_T5 || POS_SINKS
+    const int gh = PN(h_pos) + h;            /* the head in the whole problem */
+    const int qpos = i + shift;              /* the row's position, keys counted from k_pos */
+#endif
 
+#if SPARSE
+    /* The tiles the group's query block computes: runs of tiles, then each run's key
+     * tiles. Runs ascend, so the first past kend ends the loop (uniform in the group). */
+    const ivec2 runs = attn_runs(b, h, i0);
+    [[dont_unroll]] for (int ru = runs.x; ru < runs.y; ++ru) {
+        int tbits;
+        const ivec2 keys = attn_run_keys(ru, kend, tbits);
+        if (keys.x >= kend)
+            break;
+        const int vis = attn_row_bits(tbits, lid); /* this row's bits in the run's tiles */
+    for (int j0 = keys.x; j0 < keys.y; j0 += BLOCK_N) {
+#else
     for (int j0 = 0; j0 < kend; j0 += BLOCK_N) {
+#endif
         barrier();
         for (int idx = lid; idx < BLOCK_N * HEAD_DIM; idx += nthreads) {
             const int jj = idx / HEAD_DIM, d = idx - jj * HEAD_DIM;
             const int j = j0 + jj;
+#if POS_ROPE
+            ks[jj * KS_LD + d] = j < kend ? ATTN_ROPE_LOAD(k, kb + IDX(j) * PI(k_s1), PI(k_s3), d,
+                                                           PN(k_pos) + j, PI(a_rope_k))
+                                          : 0.0;
+#else
             ks[jj * KS_LD + d] = j < kend ? LOAD_S(k, kb + IDX(j) * PI(k_s1) + IDX(d) * PI(k_s3)) : 0.0;
+#endif
         }
         for (int idx = lid; idx < BLOCK_N * V_HEAD_DIM; idx += nthreads) {
             const int jj = idx / V_HEAD_DIM, d = idx - jj * V_HEAD_DIM;
@@ -132,6 +167,15 @@ void main()
             bool ok = valid && j < len && (!causal || j <= i + shift);
             float x = 0.0;
             ATTN_DOT8(x, qr, ks, jj * KS_LD, HEAD_DIM)
+#if POS_SOFTCAP
+            x = attn_softcap(x);
+#endif
+#if SPARSE
+            ok = ok && ((vis >> ((PN(k_pos) + j) & 15)) & 1) != 0;
+#endif
+#if POS_ALIBI || POS_T5
+            x += attn_pos_bias(gh, qpos, j);
+#endif
 #if MASK_KIND != 0
             if (ok) {
                 const float mv = MASK_LD(PI(m_off) + IDX(b) * PI(m_s0) + IDX(h) * PI(m_s1) +
@@ -163,10 +207,17 @@ void main()
         }
         m = mnew;
     }
+#if SPARSE
+    }
+#endif
 
     if (!valid)
         return;
-    const float inv = l > 0.0 ? 1.0 / l : 0.0;
+    float inv = l > 0.0 ? 1.0 / l : 0.0;
+#if POS_SINKS
+    if (PN(partial) == 0 && l > 0.0) /* a partial's sink is added once, by the merge */
+        inv *= attn_sink_fold(gh, m, l);
+#endif
     const IDX base = PI(o_off) + IDX(b) * PI(o_s0) + IDX(i) * PI(o_s1) + IDX(h) * PI(o_s2);
     [[dont_unroll]] for (int d = 0; d < V_HEAD_DIM; ++d)
         STORE_O(o, base + IDX(d) * PI(o_s3), acc[d] * inv);

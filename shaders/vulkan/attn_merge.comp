@@ -6,7 +6,8 @@
  * Two partial results over disjoint keys combine as lse = log(e^a + e^c),
  * O = (e^a·Oa + e^c·Oc) / (e^a + e^c).
  * Partial layouts: O [q_len, num_heads, V_HEAD_DIM], lse [num_heads, q_len], f32.
- * Buffers: 0 oc, 1 lc, 2 oa, 3 la, 4 o, 5 lse.
+ * With sinks (attn_features.glsl) the segment's last chunk adds the head's sink once.
+ * Buffers: 0 oc, 1 lc, 2 oa, 3 la, 4 o, 5 lse, 6 aux (issue 6).
  * Launch: one invocation per (row, head), groups of any size. */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
@@ -24,6 +25,8 @@ ATTN_BUF_WO(2, float, float, 2, oa)
 ATTN_BUF_WO(3, float, float, 2, la)
 ATTN_STORE_WO(4, o)
 ATTN_BUF_WO(5, float, float, 2, lse)
+#define ATTN_AUX_SLOT 6
+#include "attn_features.glsl"
 
 void main()
 {
@@ -48,6 +51,17 @@ void main()
         }
     }
     const bool last = PN(chunk_last) != 0;
+#if POS_SINKS
+    /* The segment's last chunk adds the head's sink to the denominator, once: O scales by
+     * e^lse / (e^lse + e^sink). A row that saw no key stays zero with lse -inf. */
+    if (last && lnew != ATTN_NEG_INF) {
+        const float sk = AUX_F(PI(a_sinks) + IDX(PN(h_pos)) + h) * float(ATTN_LN2);
+        const float mm = max(lnew, sk), ea = exp(lnew - mm), sm = ea + exp(sk - mm);
+        wa *= ea / sm;
+        wc *= ea / sm;
+        lnew = mm + log(sm);
+    }
+#endif
     const IDX obase = PI(o_off) + row * PI(o_s1) + h * PI(o_s2);
     [[dont_unroll]] for (int d = 0; d < V_HEAD_DIM; ++d) {
         /* Rows with no visible key carry zeros and weight 0: never 0·NaN. */

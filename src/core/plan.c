@@ -410,10 +410,9 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
     }
     const char *feature = attn__problem_feature(&plan->pb);
     const attn__features *feat = plan->pb.feat;
-    if (feature && ctx->ops->lang != ATTN__LANG_NONE &&
-        ((feat && feat->probs_mode) || ctx->ops->lang == ATTN__LANG_GLSL)) {
-        /* Issue 6: the OpenCL kernels fuse patterns and positions; probabilities and
-         * the Vulkan kernels are pending. */
+    if (feature && ctx->ops->lang != ATTN__LANG_NONE && (feat && feat->probs_mode)) {
+        /* Issue 6: the OpenCL and Vulkan kernels fuse patterns and positions;
+         * probability outputs are pending. */
         free(plan->kv_lens);
         free(plan);
         return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,

@@ -121,13 +121,20 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
  * factor of 2. The Vulkan CPU-class shader loops once per block of block_n keys, plus
  * once per key of the block for a mask tensor, plus once per vec4 of the K and V rows
  * (kept as loops where UNROLL_D is 0 and in every windowed variant). The GPU-class shaders loop
- * once per 8 head-dim elements of K and of V plus twice per key. UINT64_MAX where there
+ * once per 8 head-dim elements of K and of V plus twice per key. Issue 6 adds, per block,
+ * once per key (and once to leave) for T5 biases (CPU-class), and with a tile map two
+ * per 16-key tile: a run per tile at most (runs of earlier chunks are binary-searched
+ * past) and the exit of its block loop (llvmpipe runs every loop's body once more than
+ * its trip count, the pass that finds no lane left); counted per block, which covers a
+ * 16-key tile of one or of two blocks. Once-per-launch loops (that search, RoPE of Q:
+ * rows x pairs) fit in the other half the factor of 2 leaves. UINT64_MAX where there
  * is no cap. */
 static uint64_t keys_cap(const attn_plan *plan)
 {
     const attn__quirks q = attn__quirks_of(&plan->ctx->info);
     if (!q.max_loop_iterations)
         return UINT64_MAX;
+    const uint64_t runs = plan->spec.sparse ? 2 : 0; /* run loop per tile, per block */
     uint64_t cap;
     if (plan->info.family == ATTN_FAMILY_CPU) {
         /* The windowed variant keeps its head-dim loops whatever UNROLL_D says
@@ -135,10 +142,15 @@ static uint64_t keys_cap(const attn_plan *plan)
         uint64_t per_block = 1 + (plan->pb.mask_kind != ATTN_MASK_NONE ? plan->info.block_n : 0);
         if (!plan->spec.unroll_d || attn__plan_may_window(plan))
             per_block += (uint64_t)(plan->spec.kd_pad + plan->spec.vd_pad) / 4;
+        if (plan->spec.pos_flags & ATTN__POS_T5)
+            per_block += plan->info.block_n + 1;
+        per_block += runs;
         cap = (uint64_t)q.max_loop_iterations / per_block / 2 * plan->info.block_n;
     } else {
         const uint64_t dims = (uint64_t)(plan->pb.head_dim + plan->pb.v_head_dim);
-        cap = q.max_loop_iterations / (dims / 32 + 2) / 2;
+        /* Per 16 keys (a tile map's runs count per tile). */
+        const uint64_t per_tile = 16 * (dims / 32 + 2) + runs;
+        cap = (uint64_t)q.max_loop_iterations * 16 / per_tile / 2;
     }
     cap = cap / ATTN__CPU_KEY_VEC * ATTN__CPU_KEY_VEC;
     return cap < ATTN__CPU_KEY_VEC ? ATTN__CPU_KEY_VEC : cap;
