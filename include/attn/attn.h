@@ -307,7 +307,7 @@ typedef struct attn_desc {
             NULL, 0, 0, NULL, NULL, 0, 0, 0, 0, 0.0f, 0, 0, 0, 0, 0.0f, NULL, 0, 0            \
     }
 
-/* ---- patterns and positions (reference backend only so far) --------------------------------
+/* ---- patterns and positions ----------------------------------------------------------------
  * Positions. Batch b has len = its key length (kv_lens[b], else kv_len). Key j sits at
  * position j; query row i sits at position pos(i) = i + len - q_len (bottom-right, as
  * causal). Window, dilation, global tokens, random blocks and ALiBi/T5 use these positions;

@@ -408,17 +408,6 @@ attn_status attn_plan_create(attn_context *ctx, const attn_desc *desc, attn_plan
         free(plan);
         return st;
     }
-    const char *feature = attn__problem_feature(&plan->pb);
-    const attn__features *feat = plan->pb.feat;
-    if (feature && ctx->ops->lang != ATTN__LANG_NONE && (feat && feat->probs_mode)) {
-        /* Issue 6: the OpenCL and Vulkan kernels fuse patterns and positions;
-         * probability outputs are pending. */
-        free(plan->kv_lens);
-        free(plan);
-        return attn__fail(ctx, ATTN_ERROR_UNSUPPORTED,
-                          "%s run on the reference backend only so far (kernels pending)",
-                          feat && feat->probs_mode ? "probability outputs" : feature);
-    }
     if (ctx->ops->lang == ATTN__LANG_NONE) {
         plan->info.struct_size = sizeof plan->info;
         plan->info.family = ATTN_FAMILY_AUTO;

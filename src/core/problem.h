@@ -63,11 +63,7 @@ typedef struct attn__problem {
     attn__features *feat; /* NULL: no pattern, position or logit feature (issue 6) */
 } attn__problem;
 
-/* The first issue-6 feature a problem uses, as a plural noun phrase for messages
- * ("sliding-window patterns"), or NULL when it uses none (src/core/validate.c). */
-const char *attn__problem_feature(const attn__problem *p);
-
-/* Pattern pieces shared by the reference and (later) the kernels' host code, ref.c:
+/* Pattern pieces shared by the reference and the kernels' host code (sparse.c), ref.c:
  * whether pattern pat allows row i (at position qpos) and key j for query head h; the
  * BigBird key block of draw t; the T5 bucket of relative position r = j - qpos. */
 int attn__pattern_allows(const attn__problem *p, const attn__pattern *pat, int64_t h, int64_t i,

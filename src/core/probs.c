@@ -7,10 +7,20 @@
 
 #include "core/kernels.h"
 #include "core/plan.h"
+#include "core/quirks.h"
 #include "core/sparse.h"
 
 attn_status attn__probs_compile(attn_plan *plan, const attn__define *defs, uint32_t nd)
 {
+    /* An invocation loops about twice per key (zeroing the row, then the keys); on a
+     * device that stops loops after a number of iterations (llvmpipe), with the usual
+     * safety factor of 2, that bounds the keys. */
+    const uint32_t cap = attn__quirks_of(&plan->ctx->info).max_loop_iterations;
+    if (cap && (uint64_t)plan->pb.kv_len * 4 > cap)
+        return attn__fail(plan->ctx, ATTN_ERROR_UNSUPPORTED,
+                          "probability outputs on this device take at most %u keys (kv_len is "
+                          "%lld): its shaders stop loops after %u iterations",
+                          cap / 4, (long long)plan->pb.kv_len, cap);
     static const char *const files[] = {"attn_probs.cl"};
     static const char *const entries[] = {"attn_probs"};
     return attn__kernels_get(plan->ctx, files, 1, entries, 1, defs, nd, &plan->k_probs);

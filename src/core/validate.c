@@ -433,41 +433,6 @@ static attn_status validate_features(attn_context *ctx, const attn_desc *d, attn
     return ATTN_OK;
 }
 
-const char *attn__problem_feature(const attn__problem *p)
-{
-    const attn__features *f = p ? p->feat : NULL;
-    if (!f)
-        return NULL;
-    for (int64_t i = 0; f->patterns && i < f->num_patterns; ++i) {
-        const attn__pattern *a = &f->patterns[i];
-        if (a->window)
-            return "sliding-window patterns";
-        if (a->dilation > 0)
-            return "dilated patterns";
-        if (a->num_global > 0)
-            return "global-token patterns";
-        if (a->rnd_block > 0)
-            return "BigBird random-block patterns";
-        if (a->bsr_bq > 0)
-            return "block-sparse (BSR) patterns";
-    }
-    if (f->patterns && f->num_patterns > 1)
-        return "per-head patterns";
-    if (f->alibi_slopes)
-        return "ALiBi biases";
-    if (f->t5_table)
-        return "T5 relative biases";
-    if (f->rope)
-        return "RoPE rotations";
-    if (f->softcap > 0.0)
-        return "soft-capped logits";
-    if (f->sinks)
-        return "attention sinks";
-    if (f->probs_mode)
-        return "probability outputs";
-    return NULL; /* only patterns with no part on: dense, which every kernel runs */
-}
-
 attn_status attn__validate_desc(attn_context *ctx, const attn_desc *d, attn__problem *pb,
                                 int32_t **kv_lens)
 {
