@@ -113,30 +113,39 @@ void main()
         }
     }
 #if POS_ROPE
-    /* RoPE on the loaded rows (pre-scaled: the rotation is linear), in one rolled loop over
-     * (row, pair) on a per-lane copy: dynamic indices go there, never into q4, which stays
-     * in registers. Rows past q_len are zeros and stay zeros. */
+    /* RoPE on the loaded rows (pre-scaled: the rotation is linear), in a rolled loop over
+     * pairs. Where q4 is in registers (unrolled head-dim loops) each pair's elements are
+     * picked and put back by selects over static indices: a dynamic index would move q4
+     * to memory, and rotating at the load instead (partner and table loads per element,
+     * unrolled) took llvmpipe ~4 s more to compile; the selects ~0.4 s. Rows past q_len
+     * are zeros and stay zeros. */
     {
-        float qf[ROWS * KD_PAD];
-        [[unroll]] for (int r = 0; r < ROWS; ++r)
-            ATTN_D_LOOP for (int c = 0; c < NK4; ++c)
-                [[unroll]] for (int e = 0; e < 4; ++e)
-                    qf[r * KD_PAD + 4 * c + e] = q4[r * NK4 + c][e];
         const int hp = PN(rope_pairs);
         const bool il = PN(rope_interleaved) != 0;
-        [[dont_unroll]] for (int x = 0; x < ROWS * hp; ++x) {
-            const int r = x / hp, pm = x - r * hp;
-            const int da = r * KD_PAD + (il ? 2 * pm : pm), db = da + (il ? 1 : hp);
-            const int i = min(i0 + lane + r * SG, q_len - 1);
-            const IDX t = PI(a_rope_q) + (IDX(PN(q_pos) + i) * IDX(hp) + IDX(pm)) * IDX(2);
-            const float cs = AUX_F(t), sn = AUX_F(t + IDX(1)), xa = qf[da], xb = qf[db];
-            qf[da] = xa * cs - xb * sn;
-            qf[db] = xa * sn + xb * cs;
+        [[dont_unroll]] for (int pm = 0; pm < hp; ++pm) {
+            const int da = il ? 2 * pm : pm, db = da + (il ? 1 : hp);
+            [[unroll]] for (int r = 0; r < ROWS; ++r) {
+                const int i = min(i0 + lane + r * SG, q_len - 1);
+                const IDX t = PI(a_rope_q) + (IDX(PN(q_pos) + i) * IDX(hp) + IDX(pm)) * IDX(2);
+                const float cs = AUX_F(t), sn = AUX_F(t + IDX(1));
+#if UNROLL_D && !ATTN_VK_WINDOWED
+                float xa = 0.0, xb = 0.0;
+                [[unroll]] for (int c = 0; c < NK4; ++c)
+                    [[unroll]] for (int e = 0; e < 4; ++e) {
+                        xa = 4 * c + e == da ? q4[r * NK4 + c][e] : xa;
+                        xb = 4 * c + e == db ? q4[r * NK4 + c][e] : xb;
+                    }
+                const float ya = xa * cs - xb * sn, yb = xa * sn + xb * cs;
+                [[unroll]] for (int c = 0; c < NK4; ++c)
+                    [[unroll]] for (int e = 0; e < 4; ++e)
+                        q4[r * NK4 + c][e] = 4 * c + e == da ? ya : 4 * c + e == db ? yb : q4[r * NK4 + c][e];
+#else
+                const float xa = q4[r * NK4 + da / 4][da % 4], xb = q4[r * NK4 + db / 4][db % 4];
+                q4[r * NK4 + da / 4][da % 4] = xa * cs - xb * sn;
+                q4[r * NK4 + db / 4][db % 4] = xa * sn + xb * cs;
+#endif
+            }
         }
-        [[unroll]] for (int r = 0; r < ROWS; ++r)
-            ATTN_D_LOOP for (int c = 0; c < NK4; ++c)
-                [[unroll]] for (int e = 0; e < 4; ++e)
-                    q4[r * NK4 + c][e] = qf[r * KD_PAD + 4 * c + e];
     }
 #endif
     vec4 a4[ROWS * NV4];
