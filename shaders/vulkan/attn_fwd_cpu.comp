@@ -239,12 +239,15 @@ void main()
         [[unroll]] for (int r = 0; r < ROWS; ++r) {
             const int i = i0 + lane + r * SG;
             float mx = ATTN_NEG_INF;
+#if SPARSE
+            const int vb = vis[r] >> ((PN(k_pos) + j0) & 15); /* bit t: key j0 + t */
+#endif
             [[unroll]] for (int t = 0; t < SG; ++t) {
                 const int j = j0 + t;
                 bool ok = i < q_len && j < kend && (!causal || j <= i + shift);
                 float x = s[r * SG + t];
 #if SPARSE
-                ok = ok && ((vis[r] >> ((PN(k_pos) + j) & 15)) & 1) != 0;
+                ok = ok && (vb & (1 << t)) != 0;
 #endif
 #if POS_SOFTCAP
                 x = attn_softcap(x);
