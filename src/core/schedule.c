@@ -117,41 +117,43 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
 
 /* Keys one launch may cover on a device whose kernels' loops are capped (quirk
  * max_loop_iterations: llvmpipe stops an invocation's loops silently after 65535 dynamic
- * iterations). Iterations per key follow each family's loop structure, with a safety
- * factor of 2. The Vulkan CPU-class shader loops once per block of block_n keys, plus
- * once per key of the block for a mask tensor, plus once per vec4 of the K and V rows
- * (kept as loops where UNROLL_D is 0 and in every windowed variant). The GPU-class shaders loop
- * once per 8 head-dim elements of K and of V plus twice per key. Issue 6 adds, per block,
- * once per key (and once to leave) for T5 biases (CPU-class), and with a tile map two
- * per 16-key tile: a run per tile at most (runs of earlier chunks are binary-searched
- * past) and the exit of its block loop (llvmpipe runs every loop's body once more than
- * its trip count, the pass that finds no lane left); counted per block, which covers a
- * 16-key tile of one or of two blocks. Once-per-launch loops (that search, RoPE of Q:
- * rows x pairs) fit in the other half the factor of 2 leaves. UINT64_MAX where there
- * is no cap. */
+ * iterations in all, and every loop it enters runs its body once more than its trip
+ * count: the pass that finds no lane left). Iterations per block of keys follow each
+ * family's loop structure, with a safety factor of 2 that also covers the loops run once
+ * per launch (Q loads, stores, RoPE of Q: rows x pairs, the tile map's binary search).
+ * The Vulkan CPU-class shader loops once per block of block_n keys, plus once per key of
+ * the block for a mask tensor and for T5 biases, plus once per vec4 of the K and V rows
+ * (kept as loops where UNROLL_D is 0 and in every windowed variant). The GPU-class shader
+ * loops per block over its K and V tile loads, twice over the block's keys, per key over
+ * 8 head-dim elements of K and of V (and a remainder loop each), and over V to rescale.
+ * With a tile map both add two per 16-key tile (the run loop: a run per tile at most,
+ * and the exit of the run's block loop), counted per block. UINT64_MAX where there is no
+ * cap. */
 static uint64_t keys_cap(const attn_plan *plan)
 {
     const attn__quirks q = attn__quirks_of(&plan->ctx->info);
     if (!q.max_loop_iterations)
         return UINT64_MAX;
-    const uint64_t runs = plan->spec.sparse ? 2 : 0; /* run loop per tile, per block */
-    uint64_t cap;
+    const uint64_t runs = plan->spec.sparse ? 2 : 0;
+    const uint64_t bn = plan->info.block_n ? plan->info.block_n : 1;
+    uint64_t per_block;
     if (plan->info.family == ATTN_FAMILY_CPU) {
         /* The windowed variant keeps its head-dim loops whatever UNROLL_D says
          * (attn_fwd_cpu.comp). */
-        uint64_t per_block = 1 + (plan->pb.mask_kind != ATTN_MASK_NONE ? plan->info.block_n : 0);
+        per_block = 1 + (plan->pb.mask_kind != ATTN_MASK_NONE ? bn : 0);
         if (!plan->spec.unroll_d || attn__plan_may_window(plan))
             per_block += (uint64_t)(plan->spec.kd_pad + plan->spec.vd_pad) / 4;
         if (plan->spec.pos_flags & ATTN__POS_T5)
-            per_block += plan->info.block_n + 1;
-        per_block += runs;
-        cap = (uint64_t)q.max_loop_iterations / per_block / 2 * plan->info.block_n;
+            per_block += bn + 1;
     } else {
-        const uint64_t dims = (uint64_t)(plan->pb.head_dim + plan->pb.v_head_dim);
-        /* Per 16 keys (a tile map's runs count per tile). */
-        const uint64_t per_tile = 16 * (dims / 32 + 2) + runs;
-        cap = (uint64_t)q.max_loop_iterations * 16 / per_tile / 2;
+        const uint64_t D = (uint64_t)plan->pb.head_dim, Dv = (uint64_t)plan->pb.v_head_dim;
+        const uint64_t bm = plan->info.block_m ? plan->info.block_m : 1;
+        const uint64_t dot = D / 8 + D % 8 + 2, axpy = Dv / 8 + Dv % 8 + 2;
+        per_block = 1 + (bn * D + bm - 1) / bm + 1 + (bn * Dv + bm - 1) / bm + 1 /* loads */
+                    + 2 * (bn + 1) + bn * (dot + axpy) + axpy;
     }
+    per_block += runs;
+    uint64_t cap = (uint64_t)q.max_loop_iterations / 2 / per_block * bn;
     cap = cap / ATTN__CPU_KEY_VEC * ATTN__CPU_KEY_VEC;
     return cap < ATTN__CPU_KEY_VEC ? ATTN__CPU_KEY_VEC : cap;
 }
