@@ -29,9 +29,9 @@
  * tile's bits per row; RoPE rotates the loaded Q rows (K is rotated by the packing
  * shader); soft-cap, ALiBi and T5 apply per score; sinks fold into each row at the end.
  * Buffers: 0 q, 1 kr (K rows, KD_PAD floats), 2 vp (V rows, VD_PAD floats), 3 o, 4 mask,
- * 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups (ceil(q_len / BLOCK_M), num_heads, batch), local
- * (SG, 1, 1); the group must be one subgroup (the planner sets SG to the device's
- * subgroup size). */
+ * 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups (ceil(q_len / BLOCK_M), num_heads,
+ * batch), local (SG, 1, 1); the group must be one subgroup (the planner sets SG to the
+ * device's subgroup size). */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
 #extension GL_KHR_shader_subgroup_shuffle : enable
@@ -138,7 +138,9 @@ void main()
                 const float ya = xa * cs - xb * sn, yb = xa * sn + xb * cs;
                 [[unroll]] for (int c = 0; c < NK4; ++c)
                     [[unroll]] for (int e = 0; e < 4; ++e)
-                        q4[r * NK4 + c][e] = 4 * c + e == da ? ya : 4 * c + e == db ? yb : q4[r * NK4 + c][e];
+                        q4[r * NK4 + c][e] = 4 * c + e == da   ? ya
+                                             : 4 * c + e == db ? yb
+                                                               : q4[r * NK4 + c][e];
 #else
                 const float xa = q4[r * NK4 + da / 4][da % 4], xb = q4[r * NK4 + db / 4][db % 4];
                 q4[r * NK4 + da / 4][da % 4] = xa * cs - xb * sn;

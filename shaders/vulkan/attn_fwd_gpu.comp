@@ -111,7 +111,8 @@ void main()
         const IDX base = PI(q_off) + IDX(b) * PI(q_s0) + IDX(valid ? i : 0) * PI(q_s1) + IDX(h) * PI(q_s2);
 #if POS_ROPE
         [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
-            qr[d] = valid ? ATTN_ROPE_LOAD(q, base, PI(q_s3), d, PN(q_pos) + i, PI(a_rope_q)) * p.scale_log2
+            qr[d] = valid ? ATTN_ROPE_LOAD(q, base, PI(q_s3), d, PN(q_pos) + i, PI(a_rope_q)) *
+                                p.scale_log2
                           : 0.0;
 #else
         [[dont_unroll]] for (int d = 0; d < HEAD_DIM; ++d)
