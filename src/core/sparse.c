@@ -305,7 +305,8 @@ attn_status attn__aux_build(attn_plan *plan, const int32_t *kv_lens, int64_t qb,
         aux->a_ptr = (int64_t)w.n;
         ok = ok && wv_reserve(&w, ptr.n + runs.n + bits.n);
         if (ok) {
-            memcpy(w.w + w.n, ptr.w, ptr.n * sizeof *w.w);
+            if (ptr.n) /* never memcpy from NULL, even 0 bytes */
+                memcpy(w.w + w.n, ptr.w, ptr.n * sizeof *w.w);
             w.n += ptr.n;
             aux->a_runs = (int64_t)w.n;
             const int64_t a_bits = (int64_t)(w.n + runs.n);
@@ -314,7 +315,8 @@ attn_status attn__aux_build(attn_plan *plan, const int32_t *kv_lens, int64_t qb,
                 w.w[w.n++] = runs.w[e + 1];
                 w.w[w.n++] = runs.w[e + 2] < 0 ? -1 : (int32_t)(a_bits + runs.w[e + 2]);
             }
-            memcpy(w.w + w.n, bits.w, bits.n * sizeof *w.w);
+            if (bits.n)
+                memcpy(w.w + w.n, bits.w, bits.n * sizeof *w.w);
             w.n += bits.n;
         }
     }
