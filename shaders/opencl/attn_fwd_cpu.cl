@@ -115,9 +115,21 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
 #if MASK_KIND != 0
     long mrow[16];
 #endif
+    /* Row and head of each lane, stepped from the first flat row: two divisions per
+     * work-item instead of two per lane (32 64-bit divisions were ~0.4 us of it). */
+    long ii = ATTN_FLAT(0) / G, gg = ATTN_FLAT(0) % G;
     for (int r = 0; r < 16; ++r) {
-        const long f = ATTN_FLAT(min(r, rows - 1));
-        const long i = f / G, hh = hk * G + f % G;
+        if (r > 0 && r < rows) {
+#if SPARSE
+            ++ii; /* rows of one head */
+#else
+            if (++gg == G) {
+                gg = 0;
+                ++ii;
+            }
+#endif
+        }
+        const long i = ii, hh = hk * G + gg;
         irow[r] = i;
         hrow[r] = hh;
         last[r] = (int)(i + shift);
