@@ -704,6 +704,17 @@ attn_status attn_plan_run(attn_plan *plan, const attn_run_args *args)
 
     if (plan->info.scheduled)
         return attn__run_scheduled(plan, bound, kv_lens, args);
+    /* A one-pass plan that a loop-capped device allows only thanks to its tile map: this
+     * run's key lengths give another map, whose busiest query block must fit too. */
+    if (plan->spec.sparse && kv_lens &&
+        attn__quirks_of(&ctx->info).max_loop_iterations) {
+        attn__kparams unused;
+        void *h = NULL;
+        if ((st = attn__plan_aux(plan, kv_lens, &unused, &h)))
+            return st;
+        if ((uint64_t)plan->pb.kv_len > attn__keys_cap(plan))
+            return attn__run_scheduled(plan, bound, kv_lens, args);
+    }
     st = run_one_pass(plan, bound, kv_lens);
     if (st == ATTN_ERROR_OUT_OF_DEVICE_MEMORY || st == ATTN_ERROR_OVER_BUDGET) {
         /* Out of memory in one pass: give the scratch back and let the scheduler split. */

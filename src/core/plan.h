@@ -110,6 +110,9 @@ attn_status attn__plan_chunk_kernels(attn_plan *plan);
 attn_status attn__run_scheduled(attn_plan *plan, const attn__bound bound[ATTN__T_COUNT],
                                 const int32_t *kv_lens, const attn_run_args *args);
 
+/* Keys one launch of the plan may cover on a loop-capped device (UINT64_MAX: no limit). */
+uint64_t attn__keys_cap(const attn_plan *plan);
+
 /* Plans segment rows / chunk keys for the budget; fills plan->info's scheduler fields. */
 void attn__schedule_plan(attn_plan *plan);
 

@@ -129,7 +129,7 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
  * With a tile map both add two per 16-key tile (the run loop: a run per tile at most,
  * and the exit of the run's block loop), counted per block. UINT64_MAX where there is no
  * cap. */
-static uint64_t keys_cap(const attn_plan *plan)
+static uint64_t keys_cap_loops(const attn_plan *plan)
 {
     const attn__quirks q = attn__quirks_of(&plan->ctx->info);
     if (!q.max_loop_iterations)
@@ -158,6 +158,20 @@ static uint64_t keys_cap(const attn_plan *plan)
     return cap < ATTN__CPU_KEY_VEC ? ATTN__CPU_KEY_VEC : cap;
 }
 
+/* Whether one launch may cover all of the plan's keys: with a tile map an invocation
+ * visits only its query block's tiles, however many keys the launch covers, so the
+ * busiest block's tiles are what must fit (attn_plan_run checks again for each run's
+ * map). Chunks of a scheduled run still follow keys_cap_loops: smaller chunks are also
+ * what lets a pattern skip them. */
+uint64_t attn__keys_cap(const attn_plan *plan)
+{
+    const uint64_t cap = keys_cap_loops(plan);
+    if (cap != UINT64_MAX && plan->spec.sparse && plan->aux && plan->aux->words &&
+        plan->aux->max_row_tiles * ATTN__TILE_KEYS <= cap)
+        return UINT64_MAX;
+    return cap;
+}
+
 /* The largest shape (from 4096 rows x 4096 keys down) whose step fits `avail`. */
 static int pick_shape(const attn_plan *plan, const attn__bound *bound, uint64_t avail,
                       step_shape *out)
@@ -166,7 +180,7 @@ static int pick_shape(const attn_plan *plan, const attn__bound *bound, uint64_t 
     step_shape s;
     s.sm = p->q_len < 4096 ? (uint64_t)p->q_len : 4096;
     s.cn = p->kv_len < 4096 ? (uint64_t)p->kv_len : 4096;
-    const uint64_t cap = keys_cap(plan);
+    const uint64_t cap = keys_cap_loops(plan);
     if (s.cn > cap)
         s.cn = cap;
     while (step_total(plan, bound, s) > avail)
@@ -183,7 +197,7 @@ void attn__schedule_plan(attn_plan *plan)
     info->min_device_bytes = step_total(plan, NULL, lo);
     if (info->min_device_bytes > info->device_bytes)
         info->min_device_bytes = info->device_bytes;
-    if (info->device_bytes <= plan->ctx->budget && (uint64_t)plan->pb.kv_len <= keys_cap(plan)) {
+    if (info->device_bytes <= plan->ctx->budget && (uint64_t)plan->pb.kv_len <= attn__keys_cap(plan)) {
         info->scheduled = 0;
         info->segment_rows = (uint32_t)plan->pb.q_len;
         info->chunk_keys = (uint32_t)plan->pb.kv_len;

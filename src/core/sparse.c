@@ -295,9 +295,14 @@ attn_status attn__aux_build(attn_plan *plan, const int32_t *kv_lens, int64_t qb,
             for (int64_t x = 0; x < B * H; ++x) {
                 const int64_t m = w.w[x];
                 const int32_t *pp = ptr.w + m * (aux->nqb + 1);
-                for (int64_t r = 0; r < aux->nqb; ++r)
+                for (int64_t r = 0; r < aux->nqb; ++r) {
+                    uint64_t row = 0;
                     for (int32_t e = pp[r]; e < pp[r + 1]; ++e)
-                        aux->tiles_computed += (uint64_t)runs.w[3 * e + 1];
+                        row += (uint64_t)runs.w[3 * e + 1];
+                    aux->tiles_computed += row;
+                    if (row > aux->max_row_tiles)
+                        aux->max_row_tiles = row;
+                }
             }
             aux->tiles_total = (uint64_t)(B * H) * (uint64_t)aux->nqb * (uint64_t)((p->kv_len + TK - 1) / TK);
         }

@@ -39,6 +39,7 @@ typedef struct attn__aux {
     int64_t a_maps, a_ptr, a_runs, a_alibi, a_t5, a_sinks, a_rope_q, a_rope_k;
     int64_t nqb, qb, t5_max, rope_pairs;
     uint64_t tiles_computed, tiles_total; /* over every (batch, head), tiles of QB x 16 */
+    uint64_t max_row_tiles;               /* the most tiles one query block computes */
     int32_t *lens;                        /* the key lengths it was built for (batch) */
     uint64_t gen;                         /* counts builds: a new build is uploaded again */
 } attn__aux;
