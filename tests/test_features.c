@@ -522,6 +522,58 @@ START_TEST(test_rope_decode_row)
 }
 END_TEST
 
+/* A run's own kv_lens give another tile map: here one that makes a row global (it then
+ * sees every key), where the plan's lengths had none. On a loop-capped device (llvmpipe)
+ * the plan ran in one pass thanks to its narrow map; this run must not (it is scheduled
+ * instead), and the result must be exact either way. */
+START_TEST(test_run_lengths_new_map)
+{
+    const tu_device *devs;
+    const size_t nd = tu_devices(&devs, NULL);
+    for (size_t e = 0; e < nd; ++e) {
+        if (!devs[e].ctx || skip_entry(&devs[e]))
+            continue;
+        const int64_t S = 2000, Q = 100;
+        fcase c = {P_NONE, 0, 1, 2, 2, Q, S, 64, F32, 0, 0, 0};
+        fdesc f;
+        make_desc(&c, &f);
+        attn_pattern *pt = &f.pats[0];
+        set_pattern(pt, 1, S); /* window 9 back, 4 ahead */
+        f.globals[0] = 1950;
+        pt->global_tokens = f.globals;
+        pt->num_global = 1;
+        f.d.patterns = pt;
+        f.d.num_patterns = 1;
+        f.lens[0] = 1900; /* rows at positions 1800..1899: none global */
+        f.d.kv_lens = f.lens;
+        attn_plan *plan = NULL;
+        ck_assert_int_eq(attn_plan_create(devs[e].ctx, &f.d, &plan), ATTN_OK);
+        fdata fd;
+        make_data(&c, 31, &fd);
+        const int32_t run_lens[1] = {2000}; /* row 50 at position 1950: global */
+        attn_run_args a = make_args(&c, &fd, fd.o, fd.lse);
+        a.kv_lens = run_lens;
+        attn_status st = attn_plan_run(plan, &a);
+        ck_assert_msg(st == ATTN_OK, "%s: %s (%s)", devs[e].label, attn_status_name(st),
+                      attn_context_detail(devs[e].ctx));
+        attn_plan_destroy(plan);
+        attn_desc rd = f.d;
+        int32_t rl[1] = {2000};
+        rd.kv_lens = rl;
+        attn_run_args ra = make_args(&c, &fd, fd.o_ref, fd.lse_ref);
+        char msg[256];
+        ck_assert_msg(tu_reference_run(&rd, &ra, msg, sizeof msg) == ATTN_OK, "%s", msg);
+        tu_compare_result r;
+        char why[256];
+        if (!tu_compare(fd.o, fd.o_ref, (size_t)fd.no, tu_tolerance(F32), &r)) {
+            tu_compare_describe(&r, why, sizeof why);
+            ck_abort_msg("%s: O: %s", devs[e].label, why);
+        }
+        free_data(&fd);
+    }
+}
+END_TEST
+
 int main(void)
 {
     const tu_device *devs;
@@ -538,6 +590,7 @@ int main(void)
     tcase_add_test(tc, test_tiles_exact);
     tcase_add_test(tc, test_chunks_skipped);
     tcase_add_test(tc, test_rope_decode_row);
+    tcase_add_test(tc, test_run_lengths_new_map);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK);
