@@ -46,33 +46,6 @@
 #define STORE_O(p, i, x) STORE_S(p, i, x)
 #endif
 
-/* Transposes 16 rows of 16 lanes in registers: x[r].s[c] becomes x[c].s[r]. Four
- * butterfly stages; stage s swaps s x s blocks between rows r and r + s with shuffle2 on
- * constant masks (one vpermt2ps each on AVX-512): 64 shuffles for what 256 scalar loads
- * and lane inserts did. */
-inline void attn_transpose16(float16 *x)
-{
-    const uint16 lo[4] = {(uint16)(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23),
-                          (uint16)(0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27),
-                          (uint16)(0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29),
-                          (uint16)(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30)};
-    const uint16 hi[4] = {(uint16)(8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31),
-                          (uint16)(4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31),
-                          (uint16)(2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31),
-                          (uint16)(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31)};
-#pragma unroll
-    for (int st = 0; st < 4; ++st) {
-        const int sh = 8 >> st;
-#pragma unroll
-        for (int r = 0; r < 16; ++r)
-            if (!(r & sh)) {
-                const float16 a = x[r], b = x[r + sh];
-                x[r] = shuffle2(a, b, lo[st]);
-                x[r + sh] = shuffle2(a, b, hi[st]);
-            }
-    }
-}
-
 /* Key count of batch b in the whole problem. */
 inline long attn_batch_kv_len(const attn_params p, __global const int *kv_lens, long b)
 {

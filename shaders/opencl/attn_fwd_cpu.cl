@@ -65,17 +65,6 @@ inline float16 attn_exp2_neg(float16 x)
     return x < (float16)(-126.0f) ? (float16)(0.0f) : r * scale;
 }
 
-#if STORAGE_F16
-#define LOAD16_Q(p, i) vload_half16(0, (p) + (i))
-#else
-#define LOAD16_Q(p, i) vload16(0, (p) + (i))
-#endif
-#if OUT_F32 || !STORAGE_F16
-#define STORE16_O(v, p, i) vstore16((v), 0, (p) + (i))
-#else
-#define STORE16_O(v, p, i) vstore_half16_rte((v), 0, (p) + (i))
-#endif
-
 __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
                            __global const float *vp, __global OUT_T *o,
                            __global const MASK_T *mask, __global const int *kv_lens,
@@ -161,21 +150,6 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
 
     /* Q^T, pre-scaled into base-2 logits (RoPE'd first where on). */
     float16 qT[HEAD_DIM];
-#if HEAD_DIM % 16 == 0 && !POS_ROPE
-    if (p.q_s3 == 1) {
-        /* Rows contiguous along d: 16 elements of each row per load, then transposed. */
-        for (int d0 = 0; d0 < HEAD_DIM; d0 += 16) {
-            float16 x[16];
-#pragma unroll
-            for (int r = 0; r < 16; ++r)
-                x[r] = LOAD16_Q(q, qrow[r] + d0) * p.scale_log2;
-            attn_transpose16(x);
-#pragma unroll
-            for (int c = 0; c < 16; ++c)
-                qT[d0 + c] = x[c];
-        }
-    } else
-#endif
     for (int d = 0; d < HEAD_DIM; ++d) {
         float col[16];
         for (int r = 0; r < 16; ++r)
@@ -329,22 +303,6 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
         m = vload16(0, mv);
         l = vload16(0, lv);
     }
-#endif
-#if V_HEAD_DIM % 16 == 0
-    if (p.o_s3 == 1) {
-        /* Transposed back in registers: 16 elements of each row per store. */
-        for (int c0 = 0; c0 < V_HEAD_DIM; c0 += 16) {
-            float16 x[16];
-#pragma unroll
-            for (int c = 0; c < 16; ++c)
-                x[c] = oT[c0 + c] * inv;
-            attn_transpose16(x);
-#pragma unroll
-            for (int r = 0; r < 16; ++r)
-                if (r < rows)
-                    STORE16_O(x[r], o, orow[r] + c0);
-        }
-    } else
 #endif
     for (int c = 0; c < V_HEAD_DIM; ++c) {
         float ov[16];

@@ -52,22 +52,6 @@ __kernel void attn_pack_kv(__global const STORE_T *k, __global const STORE_T *v,
     /* K^T rows d = t, t + 16, ...: element d of the tile's 16 keys. */
     __global float *kd = kt + slab * HEAD_DIM * p.ld_kv + j0 * HEAD_DIM;
     const long kb = p.k_off + b * p.k_s0 + j0 * p.k_s1 + hk * p.k_s2;
-#if HEAD_DIM % 16 == 0 && !POS_ROPE
-    if (keys == 16 && p.k_s3 == 1) {
-        /* A whole tile of rows contiguous along d: work-item t transposes the 16 x 16
-         * block of dims 16t.. in registers (the rest only pack V). */
-        if (t < HEAD_DIM / 16) {
-            float16 x[16];
-#pragma unroll
-            for (int u = 0; u < 16; ++u)
-                x[u] = LOAD16_S(k, kb + u * p.k_s1 + t * 16);
-            attn_transpose16(x);
-#pragma unroll
-            for (int c = 0; c < 16; ++c)
-                vstore16(x[c], t * 16 + c, kd);
-        }
-    } else
-#endif
     for (int d = t; d < HEAD_DIM; d += 16) {
         float row[16];
         for (int u = 0; u < 16; ++u)
