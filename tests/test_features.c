@@ -88,7 +88,7 @@ typedef struct fdesc {
     int32_t lens[4];
 } fdesc;
 
-static void set_pattern(attn_pattern *pt, int kind, int64_t S)
+static void set_pattern(attn_pattern *pt, int kind)
 {
     attn_pattern z = ATTN_PATTERN_INIT;
     *pt = z;
@@ -101,7 +101,6 @@ static void set_pattern(attn_pattern *pt, int kind, int64_t S)
     case 5: pt->random_block_size = 16, pt->random_blocks = 2, pt->random_seed = 77; break;
     default: break;
     }
-    (void)S;
 }
 
 static void make_desc(const fcase *c, fdesc *f)
@@ -128,24 +127,24 @@ static void make_desc(const fcase *c, fdesc *f)
     d.num_patterns = 1;
     switch (c->pattern) {
     case P_NONE: d.patterns = NULL, d.num_patterns = 0; break;
-    case P_WINDOW: set_pattern(pt, 1, S); break;
-    case P_WINDOW_LEFT: set_pattern(pt, 2, S); break;
-    case P_WINDOW_EDGES: set_pattern(pt, 3, S); break;
-    case P_DILATED: set_pattern(pt, 4, S); break;
+    case P_WINDOW: set_pattern(pt, 1); break;
+    case P_WINDOW_LEFT: set_pattern(pt, 2); break;
+    case P_WINDOW_EDGES: set_pattern(pt, 3); break;
+    case P_DILATED: set_pattern(pt, 4); break;
     case P_GLOBAL:
-        set_pattern(pt, 0, S);
+        set_pattern(pt, 0);
         f->globals[0] = 0, f->globals[1] = 1, f->globals[2] = S - 1;
         pt->global_tokens = f->globals, pt->num_global = 3;
         pt->window = 1, pt->window_left = 4, pt->window_right = 4;
         break;
     case P_BIGBIRD:
-        set_pattern(pt, 5, S);
+        set_pattern(pt, 5);
         pt->window = 1, pt->window_left = 8, pt->window_right = 8;
         f->globals[0] = 0;
         pt->global_tokens = f->globals, pt->num_global = 1;
         break;
     case P_BSR: {
-        set_pattern(pt, 0, S);
+        set_pattern(pt, 0);
         const int64_t nbr = (c->q_len + 15) / 16, nbc = (S + 31) / 32;
         int32_t n = 0;
         for (int64_t r = 0; r < nbr; ++r) {
@@ -167,13 +166,13 @@ static void make_desc(const fcase *c, fdesc *f)
             const int k = (int)(h % 4);
             f->globals[0] = 0, f->globals[1] = S - 1;
             if (c->pattern == P_LONGFORMER) {
-                set_pattern(p, k == 3 ? 0 : 2, S);
+                set_pattern(p, k == 3 ? 0 : 2);
                 if (k == 1)
                     p->dilation = 4, p->dilation_left = 64, p->dilation_right = 0;
                 if (k == 2)
                     p->global_tokens = f->globals, p->num_global = 2;
             } else {
-                set_pattern(p, k == 0 ? 5 : k == 1 ? 1 : 0, S);
+                set_pattern(p, k == 0 ? 5 : k == 1 ? 1 : 0);
                 if (k == 2)
                     p->dilation = 5, p->dilation_left = ATTN_UNBOUNDED, p->dilation_right = ATTN_UNBOUNDED;
                 if (k == 3)
@@ -538,7 +537,7 @@ START_TEST(test_run_lengths_new_map)
         fdesc f;
         make_desc(&c, &f);
         attn_pattern *pt = &f.pats[0];
-        set_pattern(pt, 1, S); /* window 9 back, 4 ahead */
+        set_pattern(pt, 1); /* window 9 back, 4 ahead */
         f.globals[0] = 1950;
         pt->global_tokens = f.globals;
         pt->num_global = 1;

@@ -127,7 +127,7 @@ static int tile_whole(const attn__problem *p, const attn__pattern *pat, int64_t 
 }
 
 static int build_map(map_builder *mb, int64_t len, int64_t h, const attn__pattern *pat,
-                     wvec *ptr, wvec *runs, wvec *bits, uint64_t *computed)
+                     wvec *ptr, wvec *runs, wvec *bits)
 {
     const attn__problem *p = mb->p;
     const int64_t QB = mb->qb;
@@ -210,7 +210,6 @@ static int build_map(map_builder *mb, int64_t len, int64_t h, const attn__patter
             }
             if (!any)
                 continue;
-            *computed += 1;
             if (whole) {
                 if (open >= 0 && runs->w[open] + runs->w[open + 1] == t) {
                     runs->w[open + 1] += 1;
@@ -285,12 +284,11 @@ attn_status attn__aux_build(attn_plan *plan, const int32_t *kv_lens, int64_t qb,
                 if (m == nmaps) {
                     keys[3 * m] = len, keys[3 * m + 1] = pi, keys[3 * m + 2] = kh;
                     ++nmaps;
-                    uint64_t computed = 0;
-                    ok = build_map(&mb, len, h, pat, &ptr, &runs, &bits, &computed);
+                    ok = build_map(&mb, len, h, pat, &ptr, &runs, &bits);
                 }
                 w.w[w.n++] = (int32_t)m;
             }
-        /* Tiles computed over every (batch, head): the map of each, counted again. */
+        /* Tiles computed over every (batch, head), from the runs of each one's map. */
         if (ok) {
             for (int64_t x = 0; x < B * H; ++x) {
                 const int64_t m = w.w[x];
