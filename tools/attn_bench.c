@@ -6,6 +6,7 @@
 #include "attn_bench_stream.h"
 #include "attn_bench_suite.h"
 #include "attn_bench_util.h"
+#include "tool_args.h"
 
 #include <attn/attn.h>
 
@@ -217,34 +218,6 @@ static bool parse_pattern_flag(bench_opts *o, const char *name, const char *valu
     return count > 0;
 }
 
-/* Parses a decimal integer with an optional k/K suffix into *out; false if malformed,
- * out of [min, max] or overflowing. */
-static bool parse_int(const char *s, bool suffix, int64_t min, int64_t max, int64_t *out)
-{
-    if (!(*s >= '0' && *s <= '9') && !(*s == '-' && min < 0))
-        return false; /* strtoll would accept spaces, a sign or nothing */
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s)
-        return false;
-    if (suffix && *end) {
-        int64_t mul = (*end == 'k' || *end == 'K') ? 1024
-                      : (*end == 'm' || *end == 'M') ? INT64_C(1) << 20
-                      : (*end == 'g' || *end == 'G') ? INT64_C(1) << 30
-                                                     : 0;
-        if (!mul || v > INT64_MAX / mul || v < INT64_MIN / mul)
-            return false;
-        v *= mul;
-        end++;
-        if (!strcmp(end, "iB") || !strcmp(end, "B"))
-            end += strlen(end);
-    }
-    if (*end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 static bool parse_word(const word_value *table, const char *s, int *out)
 {
@@ -389,7 +362,7 @@ static int parse_args(int argc, char **argv, bench_opts *o)
             const int_flag *fl = &ints[f];
             if (strcmp(name, fl->name) != 0)
                 continue;
-            if (!parse_int(value, fl->suffix, fl->min, fl->max, fl->dst)) {
+            if (!tool_parse_int(value, fl->suffix, fl->min, fl->max, fl->dst)) {
                 fprintf(stderr,
                         "attn-bench: invalid value '%s' for --%s (an integer from %" PRId64
                         " to %" PRId64 "%s)\n",

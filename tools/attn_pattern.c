@@ -3,6 +3,8 @@
  * as a PNG. Public API only: the reference backend computes it, want_probs reads it out. */
 #include <attn/attn.h>
 
+#include "tool_args.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -138,27 +140,6 @@ static void opts_free(opts *o)
     free(o->bsr_col_idx);
 }
 
-/* A decimal integer in [min, max]; k/K (x1024) when suffix. False if malformed. */
-static bool parse_int(const char *s, bool suffix, int64_t min, int64_t max, int64_t *out)
-{
-    if (!(*s >= '0' && *s <= '9') && !(*s == '-' && min < 0))
-        return false; /* strtoll would accept spaces, a sign or nothing */
-    errno = 0;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s)
-        return false;
-    if (suffix && (*end == 'k' || *end == 'K') && !end[1]) {
-        if (v > INT64_MAX / 1024)
-            return false;
-        v *= 1024;
-        end++;
-    }
-    if (*end || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 static bool parse_u64(const char *s, uint64_t *out)
 {
@@ -180,7 +161,7 @@ static bool parse_extent(const char *s, int64_t *out)
         *out = ATTN_UNBOUNDED;
         return true;
     }
-    return parse_int(s, false, 0, INT64_C(1) << 40, out);
+    return tool_parse_int(s, false, 0, INT64_C(1) << 40, out);
 }
 
 /* Splits s in place at sep into at most max fields; returns their count, or max + 1 when
@@ -214,7 +195,7 @@ static bool parse_list(const char *s, int64_t min, int64_t max, int64_t **out, i
         char *comma = strchr(field, ',');
         if (comma)
             *comma = '\0';
-        ok = parse_int(field, false, min, max, &v[i]);
+        ok = tool_parse_int(field, false, min, max, &v[i]);
         field = comma ? comma + 1 : field;
     }
     free(copy);
@@ -286,7 +267,7 @@ static bool parse_valued(opts *o, const char *name, const char *value)
     for (size_t f = 0; f < sizeof ints / sizeof ints[0]; f++) {
         if (strcmp(name, ints[f].name) != 0)
             continue;
-        if (!parse_int(value, ints[f].suffix, ints[f].min, ints[f].max, ints[f].dst)) {
+        if (!tool_parse_int(value, ints[f].suffix, ints[f].min, ints[f].max, ints[f].dst)) {
             usage_error("invalid value '%s' for --%s (an integer from %" PRId64 " to %" PRId64
                         "%s)",
                         value, name, ints[f].min, ints[f].max,
@@ -315,10 +296,10 @@ static bool parse_valued(opts *o, const char *name, const char *value)
         want = "N pixels per cell, 1-64, or 1/N cells per pixel, N >= 1";
         int64_t n;
         if (!strncmp(value, "1/", 2)) {
-            ok = parse_int(value + 2, false, 1, INT64_C(1) << 31, &n);
+            ok = tool_parse_int(value + 2, false, 1, INT64_C(1) << 31, &n);
             o->cell_up = 1, o->cell_down = n;
         } else {
-            ok = parse_int(value, false, 1, 64, &n);
+            ok = tool_parse_int(value, false, 1, 64, &n);
             o->cell_up = n, o->cell_down = 1;
         }
     } else if (!strcmp(name, "window")) {
@@ -330,7 +311,7 @@ static bool parse_valued(opts *o, const char *name, const char *value)
     } else if (!strcmp(name, "dilation")) {
         want = "D[:L[:R]], D >= 1, extents a number >= 0 or inf";
         int n = split(copy, ':', fld, 3);
-        ok = n <= 3 && parse_int(fld[0], false, 1, INT64_C(1) << 31, &o->dilation);
+        ok = n <= 3 && tool_parse_int(fld[0], false, 1, INT64_C(1) << 31, &o->dilation);
         o->dil_left = o->dil_right = ATTN_UNBOUNDED;
         if (ok && n >= 2)
             ok = parse_extent(fld[1], &o->dil_left) &&
@@ -349,8 +330,8 @@ static bool parse_valued(opts *o, const char *name, const char *value)
         want = "B:R[:SEED], block B >= 1, R >= 1 blocks";
         int n = split(copy, ':', fld, 3);
         o->bb_seed = 0;
-        ok = n >= 2 && n <= 3 && parse_int(fld[0], false, 1, len_max, &o->bb_block) &&
-             parse_int(fld[1], false, 1, len_max, &o->bb_blocks) &&
+        ok = n >= 2 && n <= 3 && tool_parse_int(fld[0], false, 1, len_max, &o->bb_block) &&
+             tool_parse_int(fld[1], false, 1, len_max, &o->bb_blocks) &&
              (n < 3 || parse_u64(fld[2], &o->bb_seed));
         o->has_bigbird = true;
     } else if (!strcmp(name, "bsr")) {
@@ -360,8 +341,8 @@ static bool parse_valued(opts *o, const char *name, const char *value)
         free(o->bsr_col_idx);
         o->bsr_row_ptr = o->bsr_col_idx = NULL;
         o->bsr_num_cols = 0;
-        ok = n == 4 && parse_int(fld[0], false, 1, len_max, &o->bsr_bq) &&
-             parse_int(fld[1], false, 1, len_max, &o->bsr_bk) &&
+        ok = n == 4 && tool_parse_int(fld[0], false, 1, len_max, &o->bsr_bq) &&
+             tool_parse_int(fld[1], false, 1, len_max, &o->bsr_bk) &&
              parse_list32(fld[2], &o->bsr_row_ptr, &o->bsr_num_rows) &&
              (!*fld[3] || parse_list32(fld[3], &o->bsr_col_idx, &o->bsr_num_cols));
         o->has_bsr = true;
