@@ -38,12 +38,49 @@
 #ifndef OUT_F32
 #define OUT_F32 0
 #endif
+/* STORE16_O: 16 consecutive elements from a float16. */
 #if OUT_F32
 #define OUT_T float
 #define STORE_O(p, i, x) ((p)[(i)] = (x))
+#define STORE16_O(p, i, x) vstore16((x), 0, (p) + (i))
 #else
 #define OUT_T STORE_T
 #define STORE_O(p, i, x) STORE_S(p, i, x)
+#if STORAGE_F16
+#define STORE16_O(p, i, x) vstore_half16_rte((x), 0, (p) + (i))
+#else
+#define STORE16_O(p, i, x) vstore16((x), 0, (p) + (i))
+#endif
+#endif
+
+/* Software prefetch where the compiler has it and the target is a CPU (PoCL on x86-64):
+ * rows that are far apart in memory (a head's rows with the heads interleaved, 2 KiB and
+ * more apart) defeat the hardware prefetchers, which follow strides within a 4 KiB page.
+ * ATTN_PREFETCH_ROW(p, bytes) touches every 64-byte line of bytes from p; `w` marks lines
+ * about to be written. Elsewhere, and with -DATTN_PREFETCH=0, they are no-ops. */
+#ifndef ATTN_PREFETCH
+#if defined(__clang__) && defined(__x86_64__)
+#define ATTN_PREFETCH 1
+#else
+#define ATTN_PREFETCH 0
+#endif
+#endif
+#if ATTN_PREFETCH
+#define ATTN_PREFETCH_ROW(ptr, bytes)                                                         \
+    do {                                                                                       \
+        __global const char *attn_pf_ = (__global const char *)(ptr);                         \
+        for (int attn_pc_ = 0; attn_pc_ < (int)(bytes); attn_pc_ += 64)                        \
+            __builtin_prefetch(attn_pf_ + attn_pc_);                                           \
+    } while (0)
+#define ATTN_PREFETCH_ROW_W(ptr, bytes)                                                       \
+    do {                                                                                       \
+        __global const char *attn_pf_ = (__global const char *)(ptr);                         \
+        for (int attn_pc_ = 0; attn_pc_ < (int)(bytes); attn_pc_ += 64)                        \
+            __builtin_prefetch(attn_pf_ + attn_pc_, 1);                                        \
+    } while (0)
+#else
+#define ATTN_PREFETCH_ROW(ptr, bytes) ((void)0)
+#define ATTN_PREFETCH_ROW_W(ptr, bytes) ((void)0)
 #endif
 
 /* Key count of batch b in the whole problem. */

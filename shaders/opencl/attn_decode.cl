@@ -1,20 +1,26 @@
 /* attn_decode.cl — decode (split-KV): few query rows over many keys. The keys of each
  * (batch, kv head) are split into num_splits ranges, one work-item each, so one query row
- * still spreads over the whole device; every work-item owns all the rows of its kv head
- * (q_len x heads of the group, at most MAX_ROWS), reads K and V once, directly from their
- * storage (no packing pass), and writes a partial result (normalised O and log-sum-exp);
- * attn_decode_merge then combines the splits exactly.
+ * still spreads over the whole device; every work-item owns all the ROWS rows of its kv
+ * head (q_len x heads of the group, a compile-time constant), reads K and V once, directly
+ * from their storage (no packing pass), and writes a partial result (normalised O and
+ * log-sum-exp); attn_decode_merge then combines the splits exactly.
  * Launch: attn_decode groups (num_splits, num_kv_heads, batch), local (1, 1, 1);
  *         attn_decode_merge groups (q_len * G, num_kv_heads, batch), local (1, 1, 1).
- * Partials: O [batch][kv_heads][splits][rows][V_HEAD_DIM], lse [..][splits][rows], f32. */
+ * Partials: O [batch][kv_heads][splits][rows][V_HEAD_DIM], lse [..][splits][rows], f32.
+ *
+ * The inner loops are written for throughput, not latency: a dot product chained over
+ * head_dim (or a P.V sum chained over keys) waits on each fma, and a CPU then idles most
+ * of its vector units. Scores are computed for a block of 8 keys at once, one accumulator
+ * per key (8 independent chains), then reduced to one float8 of scores; P.V updates the
+ * rows' accumulators with the key loop innermost, rows and head-dim vectors interleaved. */
 #ifndef HEAD_DIM
 #define HEAD_DIM 64
 #endif
 #ifndef V_HEAD_DIM
 #define V_HEAD_DIM HEAD_DIM
 #endif
-#ifndef MAX_ROWS
-#define MAX_ROWS 16
+#ifndef ROWS
+#define ROWS 1
 #endif
 
 /* head_dim / v_head_dim rounded up to whole float8 vectors, zero-padded. */
@@ -28,6 +34,18 @@ inline float attn_hsum8(float8 x)
     return b.x + b.y;
 }
 
+/* (sum of d[0]), ..., (sum of d[7]) as one vector: three rounds of pairwise adds. */
+inline float8 attn_hsum8x8(const float8 *d)
+{
+    const float8 x01 = (float8)(d[0].lo + d[0].hi, d[1].lo + d[1].hi);
+    const float8 x23 = (float8)(d[2].lo + d[2].hi, d[3].lo + d[3].hi);
+    const float8 x45 = (float8)(d[4].lo + d[4].hi, d[5].lo + d[5].hi);
+    const float8 x67 = (float8)(d[6].lo + d[6].hi, d[7].lo + d[7].hi);
+    const float8 y0 = (float8)(x01.even + x01.odd, x23.even + x23.odd);
+    const float8 y1 = (float8)(x45.even + x45.odd, x67.even + x67.odd);
+    return (float8)(y0.even + y0.odd, y1.even + y1.odd);
+}
+
 __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
                           __global const STORE_T *v, __global const MASK_T *mask,
                           __global const int *kv_lens, __global float *opart,
@@ -35,7 +53,6 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
 {
     const long s = get_global_id(0), hk = get_global_id(1), b = get_global_id(2);
     const long G = p.num_heads / p.num_kv_heads;
-    const int rows = (int)(p.q_len * G);
     const long len = attn_kv_len(p, kv_lens, b);
     const long shift = attn_causal_shift(p, kv_lens, b);
     const long j_begin = s * p.split_len;
@@ -43,10 +60,10 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
     if (p.causal) /* the last row sees the most keys */
         j_end = min(j_end, p.q_len - 1 + shift + 1);
 
-    float8 qr[MAX_ROWS][HD8];
-    float8 acc[MAX_ROWS][VD8];
-    float m[MAX_ROWS], l[MAX_ROWS];
-    for (int r = 0; r < rows; ++r) {
+    float8 qr[ROWS][HD8];
+    float8 acc[ROWS][VD8];
+    float m[ROWS], l[ROWS];
+    for (int r = 0; r < ROWS; ++r) {
         const long i = r / G, h = hk * G + r % G;
         const long base = p.q_off + b * p.q_s0 + i * p.q_s1 + h * p.q_s2;
         float tmp[HD8 * 8];
@@ -60,17 +77,32 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
         l[r] = 0.0f;
     }
 
-    /* Keys go in blocks of 8: one vector exp2 and one rescale per row and block instead
-     * of two scalar exp2 per key. kt/vt hold the block's keys and values, zero-padded. */
+    /* Keys go in blocks of 8: one vector exp2 and one rescale per row and block. kt/vt
+     * hold the block's keys and values, zero-padded past head_dim and past the keys of a
+     * short last block (so its unused keys add 0 x 0). */
     float kt[8][HD8 * 8], vt[8][VD8 * 8];
     for (int t = 0; t < 8; ++t) {
-        for (int d = HEAD_DIM; d < HD8 * 8; ++d)
+        for (int d = 0; d < HD8 * 8; ++d)
             kt[t][d] = 0.0f;
-        for (int d = V_HEAD_DIM; d < VD8 * 8; ++d)
+        for (int d = 0; d < VD8 * 8; ++d)
             vt[t][d] = 0.0f;
     }
     for (long j0 = j_begin; j0 < j_end; j0 += 8) {
         const int nk = (int)min(8L, j_end - j0);
+        if (nk < 8)
+            for (int t = nk; t < 8; ++t) {
+                for (int d = 0; d < HEAD_DIM; ++d)
+                    kt[t][d] = 0.0f;
+                for (int d = 0; d < V_HEAD_DIM; ++d)
+                    vt[t][d] = 0.0f;
+            }
+        /* The next-but-one block's K and V rows: with heads interleaved in memory, a
+         * head's rows are too far apart for the hardware prefetcher (attn_common.cl). */
+        for (int t = 0; t < 8; ++t) {
+            const long jn = min(j0 + 16 + t, j_end - 1);
+            ATTN_PREFETCH_ROW(k + p.k_off + b * p.k_s0 + jn * p.k_s1 + hk * p.k_s2, HEAD_DIM * sizeof(STORE_T));
+            ATTN_PREFETCH_ROW(v + p.v_off + b * p.v_s0 + jn * p.v_s1 + hk * p.v_s2, V_HEAD_DIM * sizeof(STORE_T));
+        }
         for (int t = 0; t < nk; ++t) {
             const long kb = p.k_off + b * p.k_s0 + (j0 + t) * p.k_s1 + hk * p.k_s2;
             const long vb = p.v_off + b * p.v_s0 + (j0 + t) * p.v_s1 + hk * p.v_s2;
@@ -96,52 +128,75 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
                     vt[t][d] = LOAD_S(v, vb + d * p.v_s3);
             }
         }
-        for (int r = 0; r < rows; ++r) {
-            const long i = r / G, h = hk * G + r % G;
-            float sc[8];
-            for (int t = 0; t < 8; ++t) {
-                const long j = j0 + t;
-                sc[t] = -INFINITY;
-                if (t >= nk || (p.causal && j > i + shift))
-                    continue;
-                float8 dot8 = (float8)(0.0f);
-                for (int c = 0; c < HD8; ++c)
-                    dot8 = fma(qr[r][c], vload8(c, kt[t]), dot8);
-                float x = attn_hsum8(dot8);
-#if MASK_KIND != 0
-                const float mv = mask[p.m_off + b * p.m_s0 + h * p.m_s1 + i * p.m_s2 + j * p.m_s3];
-#if MASK_KIND == 1
-                x += mv * ATTN_LOG2E;
-#else
-                if (mv == 0.0f)
-                    continue;
-#endif
-#endif
-                sc[t] = x;
+        const int8 jv = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
+        float8 pr[ROWS];
+        float alpha[ROWS];
+        for (int r = 0; r < ROWS; ++r) {
+            const long i = r / G;
+            float8 dot[8];
+#pragma unroll
+            for (int t = 0; t < 8; ++t)
+                dot[t] = (float8)(0.0f);
+            for (int c = 0; c < HD8; ++c) {
+                const float8 qc = qr[r][c];
+#pragma unroll
+                for (int t = 0; t < 8; ++t)
+                    dot[t] = fma(qc, vload8(c, kt[t]), dot[t]);
             }
-            const float8 s8 = vload8(0, sc);
+            float8 s8 = attn_hsum8x8(dot);
+            int8 ok = jv < (int8)(nk);
+            if (p.causal)
+                ok &= (int8)((int)(j0 - i - shift)) + jv <= (int8)(0);
+#if MASK_KIND != 0
+            {
+                const long h = hk * G + r % G;
+                float sc[8], mk[8];
+                vstore8(s8, 0, sc);
+                for (int t = 0; t < 8; ++t)
+                    mk[t] = t < nk ? mask[p.m_off + b * p.m_s0 + h * p.m_s1 + i * p.m_s2 + (j0 + t) * p.m_s3]
+                                   : 0.0f;
+                const float8 mv = vload8(0, mk);
+#if MASK_KIND == 1
+                s8 = fma(mv, (float8)(ATTN_LOG2E), s8);
+#else
+                ok &= mv != (float8)(0.0f);
+#endif
+            }
+#endif
+            s8 = select((float8)(-INFINITY), s8, ok);
             const float4 m4 = fmax(s8.lo, s8.hi);
             const float2 m2 = fmax(m4.lo, m4.hi);
             const float mn = fmax(m[r], fmax(m2.x, m2.y));
-            if (mn == -INFINITY)
-                continue;
-            const float alpha = exp2(m[r] - mn);
-            float pv[8];
-            vstore8(exp2(s8 - (float8)(mn)), 0, pv);
-            l[r] = l[r] * alpha + attn_hsum8(vload8(0, pv));
-            for (int c = 0; c < VD8; ++c) {
-                float8 a = acc[r][c] * alpha;
-                /* Only keys of the block: past nk, vt holds the previous block. */
-                for (int t = 0; t < nk; ++t)
-                    a = fma((float8)(pv[t]), vload8(c, vt[t]), a);
+            /* A row that has seen no key yet keeps m = -inf and adds nothing (p = 0). */
+            const float safe = mn == -INFINITY ? 0.0f : mn;
+            alpha[r] = exp2(m[r] - safe);
+            pr[r] = exp2(s8 - (float8)(safe));
+            l[r] = l[r] * alpha[r] + attn_hsum8(pr[r]);
+            m[r] = mn;
+        }
+        for (int c = 0; c < VD8; ++c) {
+            float8 vc[8];
+#pragma unroll
+            for (int t = 0; t < 8; ++t)
+                vc[t] = vload8(c, vt[t]);
+#pragma unroll
+            for (int r = 0; r < ROWS; ++r) {
+                float8 a = acc[r][c] * alpha[r];
+                a = fma((float8)(pr[r].s0), vc[0], a);
+                a = fma((float8)(pr[r].s1), vc[1], a);
+                a = fma((float8)(pr[r].s2), vc[2], a);
+                a = fma((float8)(pr[r].s3), vc[3], a);
+                a = fma((float8)(pr[r].s4), vc[4], a);
+                a = fma((float8)(pr[r].s5), vc[5], a);
+                a = fma((float8)(pr[r].s6), vc[6], a);
+                a = fma((float8)(pr[r].s7), vc[7], a);
                 acc[r][c] = a;
             }
-            m[r] = mn;
         }
     }
 
-    const long slot = ((b * p.num_kv_heads + hk) * p.num_splits + s) * rows;
-    for (int r = 0; r < rows; ++r) {
+    const long slot = ((b * p.num_kv_heads + hk) * p.num_splits + s) * ROWS;
+    for (int r = 0; r < ROWS; ++r) {
         const float inv = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         float out[VD8 * 8];
         for (int c = 0; c < VD8; ++c)

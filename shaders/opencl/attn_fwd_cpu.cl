@@ -128,6 +128,22 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
         mrow[r] = p.m_off + b * p.m_s0 + hh * p.m_s1 + i * p.m_s2;
 #endif
     }
+    /* Q's rows are read now and O's written at the end, each a separate run of memory
+     * (rows of one head are heads x head_dim apart): ask for all their lines at once
+     * rather than waiting on them one load at a time, and for the Q rows of the next
+     * work-item, which a CPU device usually runs next on this thread. */
+    {
+#if SPARSE
+        const long step = 16 * p.q_s1;
+#else
+        const long step = max(16 / G, 1L) * p.q_s1;
+#endif
+        for (int r = 0; r < rows; ++r) {
+            ATTN_PREFETCH_ROW(q + qrow[r], HEAD_DIM * sizeof(STORE_T));
+            ATTN_PREFETCH_ROW(q + qrow[r] + step, HEAD_DIM * sizeof(STORE_T));
+            ATTN_PREFETCH_ROW_W(o + orow[r], V_HEAD_DIM * sizeof(OUT_T));
+        }
+    }
     const int16 last_key = vload16(0, last); /* causal: the last key each row sees */
 #if POS_ALIBI
     /* Per lane: the head's slope and the row's position (pos(i) = last + k_pos). */
@@ -150,6 +166,26 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
 
     /* Q^T, pre-scaled into base-2 logits (RoPE'd first where on). */
     float16 qT[HEAD_DIM];
+#if !POS_ROPE
+    /* Rows to private memory as they lie (contiguous runs when q_s3 is 1), then each Q^T
+     * vector from 16 of them: per-element gathers from global memory, or vectors built
+     * from scalar stores, cost several times more on CPUs. */
+    if (p.q_s3 == 1) {
+        float qb[16 * HEAD_DIM];
+        for (int r = 0; r < 16; ++r)
+            for (int d = 0; d < HEAD_DIM; ++d)
+                qb[r * HEAD_DIM + d] = LOAD_S(q, qrow[r] + d);
+        for (int d = 0; d < HEAD_DIM; ++d) {
+            float16 x;
+#define ATTN_QB(r) qb[(r) * HEAD_DIM + d]
+            x = (float16)(ATTN_QB(0), ATTN_QB(1), ATTN_QB(2), ATTN_QB(3), ATTN_QB(4), ATTN_QB(5),
+                          ATTN_QB(6), ATTN_QB(7), ATTN_QB(8), ATTN_QB(9), ATTN_QB(10), ATTN_QB(11),
+                          ATTN_QB(12), ATTN_QB(13), ATTN_QB(14), ATTN_QB(15));
+#undef ATTN_QB
+            qT[d] = x * p.scale_log2;
+        }
+    } else
+#endif
     for (int d = 0; d < HEAD_DIM; ++d) {
         float col[16];
         for (int r = 0; r < 16; ++r)
@@ -171,8 +207,27 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     for (int ru = runs.x; ru < runs.y; ++ru) {
         int tbits;
         const long2 keys = attn_run_keys(aux, p, ru, kend, &tbits);
+#if SPARSE
+        /* The next run's first tile: a jump the hardware prefetcher cannot foresee. */
+        if (ru + 1 < runs.y) {
+            int nbits;
+            const long nj = attn_run_keys(aux, p, ru + 1, kend, &nbits).x;
+            ATTN_PREFETCH_ROW(ktb + nj * HEAD_DIM, 16 * HEAD_DIM * 4);
+            ATTN_PREFETCH_ROW(vpb + nj * VD_PAD, 16 * VD_PAD * 4);
+        }
+#endif
         for (long j0 = keys.x; j0 < keys.y; j0 += 16) {
             __global const float *kr = ktb + j0 * HEAD_DIM;
+#if SPARSE
+            /* And the run's next tile: a packed tile of head_dim 64 is one 4 KiB page, where
+             * the hardware prefetcher stops; a dense row's next tile is usually in cache. */
+            if (j0 + 16 < keys.y) {
+                ATTN_PREFETCH_ROW(kr + 16 * HEAD_DIM, 16 * HEAD_DIM * 4);
+                ATTN_PREFETCH_ROW(vpb + (j0 + 16) * VD_PAD, 16 * VD_PAD * 4);
+            }
+#endif
+            /* The next tile: packed tiles of head_dim 64 are 4 KiB pages each, and the
+             * hardware prefetcher stops at page boundaries. */
             float16 s[16];
 #pragma unroll
             for (int t = 0; t < 16; ++t)
@@ -304,11 +359,28 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
         l = vload16(0, lv);
     }
 #endif
-    for (int c = 0; c < V_HEAD_DIM; ++c) {
-        float ov[16];
-        vstore16(oT[c] * inv, 0, ov);
-        for (int r = 0; r < rows; ++r)
-            STORE_O(o, orow[r] + c * p.o_s3, ov[r]);
+    /* O^T to private memory as whole vectors, then out row by row, 16 columns at a time
+     * where O's rows are contiguous: a scatter per column, or a gather per 16, costs
+     * several times more on CPUs. */
+    {
+        float ob[V_HEAD_DIM * 16];
+        for (int c = 0; c < V_HEAD_DIM; ++c)
+            vstore16(oT[c] * inv, c, ob);
+        for (int r = 0; r < rows; ++r) {
+            int c = 0;
+            if (p.o_s3 == 1)
+                for (; c + 16 <= V_HEAD_DIM; c += 16) {
+#define ATTN_OB(e) ob[(c + (e)) * 16 + r]
+                    const float16 x = (float16)(ATTN_OB(0), ATTN_OB(1), ATTN_OB(2), ATTN_OB(3),
+                                                ATTN_OB(4), ATTN_OB(5), ATTN_OB(6), ATTN_OB(7),
+                                                ATTN_OB(8), ATTN_OB(9), ATTN_OB(10), ATTN_OB(11),
+                                                ATTN_OB(12), ATTN_OB(13), ATTN_OB(14), ATTN_OB(15));
+#undef ATTN_OB
+                    STORE16_O(o, orow[r] + c, x);
+                }
+            for (; c < V_HEAD_DIM; ++c)
+                STORE_O(o, orow[r] + c * p.o_s3, ob[c * 16 + r]);
+        }
     }
     if (p.want_lse) {
         float lv[16];

@@ -224,9 +224,9 @@ static int64_t decode_rc(const attn__problem *p)
     return rc < 1 ? 1 : rc > rows ? rows : rc;
 }
 
-/* The decode kernels' defines. OpenCL's kernel holds up to MAX_ROWS rows; the Vulkan
- * shader is specialised to the exact rows, its LANES invocations per group (the plan's
- * work-group size), its rows per group (RC), KB keys per block, and its K/V words (kv_vec). */
+/* The decode kernels' defines. Both are specialised to the exact rows per kv head (ROWS);
+ * the Vulkan shader also to its LANES invocations per group (the plan's work-group size),
+ * its rows per group (RC), KB keys per block, and its K/V words (kv_vec). */
 static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *d)
 {
     const attn__problem *p = &plan->pb;
@@ -236,11 +236,9 @@ static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *
     d[n++] = (attn__define){"V_HEAD_DIM", p->v_head_dim};
     d[n++] = (attn__define){"STORAGE_F16", p->dtype == ATTN_DTYPE_F16};
     d[n++] = (attn__define){"MASK_KIND", p->mask_kind};
-    if (plan->ctx->ops->lang != ATTN__LANG_GLSL) {
-        d[n++] = (attn__define){"MAX_ROWS", DECODE_MAX_ROWS};
-        return n;
-    }
     d[n++] = (attn__define){"ROWS", rows};
+    if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
+        return n;
     d[n++] = (attn__define){"RC", decode_rc(p)};
     d[n++] = (attn__define){"LANES", plan->info.work_group_size};
     d[n++] = (attn__define){"KB", DECODE_KB};
