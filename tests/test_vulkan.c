@@ -1,7 +1,8 @@
 /* test_vulkan.c — the Vulkan backend's own suite: a K tensor larger than one binding
  * (maxStorageBufferRange), interop with an application's VkDevice/VkBuffers (and its
  * cl_context/cl_mem), the f16 paths (16-bit storage and packed words) and subgroup-less
- * kernels, the scheduler's merge kernel, and 500 plans created, run and destroyed with
+ * kernels, the scheduler's merge kernel, the CPU family's K/V packing for K/V layouts that
+ * do and do not fit its word loads, and 500 plans created, run and destroyed with
  * device memory back at its start. Every result is checked against the double-precision
  * reference. Exits 77 only when no Vulkan device exists. */
 #include <check.h>
@@ -409,6 +410,103 @@ START_TEST(test_scheduled)
 }
 END_TEST
 
+/* ---- the CPU family's K/V packing: words where the layout allows ------------------------ */
+
+enum { PK_B = 2, PK_H = 4, PK_HK = 2, PK_S = 120, PK_SK = 77, PK_D = 64 };
+
+/* A library buffer holding x ([PK_B][PK_SK][PK_HK][PK_D] floats) in storage dt from
+ * element `off` on, with element stride `step` and `pad` elements after each key's row. */
+static attn_buffer *pack_kv_buffer(attn_context *ctx, const float *x, attn_dtype dt,
+                                   int64_t off, int64_t pad, int64_t step, int64_t st[4])
+{
+    const size_t es = dt == ATTN_DTYPE_F16 ? 2 : 4;
+    st[3] = step, st[2] = PK_D * step, st[1] = PK_HK * PK_D * step + pad, st[0] = PK_SK * st[1];
+    const size_t n = (size_t)(off + PK_B * st[0]);
+    char *host = calloc(n, es);
+    for (int64_t b = 0; b < PK_B; ++b)
+        for (int64_t j = 0; j < PK_SK; ++j)
+            for (int64_t h = 0; h < PK_HK; ++h)
+                for (int64_t e = 0; e < PK_D; ++e) {
+                    const size_t at = (size_t)(off + b * st[0] + j * st[1] + h * st[2] + e * st[3]);
+                    const float v = x[((b * PK_SK + j) * PK_HK + h) * PK_D + e];
+                    if (dt == ATTN_DTYPE_F16)
+                        ((uint16_t *)host)[at] = tu_float_to_half(v);
+                    else
+                        ((float *)host)[at] = v;
+                }
+    attn_buffer *buf = NULL;
+    ck_assert_int_eq(attn_buffer_create(ctx, n * es, &buf), ATTN_OK);
+    ck_assert_int_eq(attn_buffer_upload(buf, 0, host, n * es), ATTN_OK);
+    free(host);
+    return buf;
+}
+
+/* attn_pack_kv.comp loads K/V in the widest words their layout allows (KV_VEC): K and V in
+ * library buffers at element offsets and row pads that fit the widest words (8 floats, 16
+ * halves), only vec4 words, or none (an odd offset; V with element stride 2), in f32 and
+ * f16 (native and packed f16 storage), in one pass and scheduled (the chunks' offsets),
+ * each against the reference. */
+START_TEST(test_pack_layouts)
+{
+    static const struct {
+        int64_t off, pad, vstep;
+    } lay[] = {{0, 0, 1}, {16, 16, 1}, {8, 0, 1}, {4, 8, 1}, {1, 3, 1}, {0, 0, 2}};
+    for (int c = 0; c < 6; ++c) { /* f32, f16, f16 packed; one pass, then scheduled */
+        const int f16 = c % 3 != 0, packed = c % 3 == 2, sched = c >= 3;
+        if (packed)
+            setenv("ATTN_VK_NO_16BIT_STORAGE", "1", 1);
+        const attn_dtype dt = f16 ? ATTN_DTYPE_F16 : ATTN_DTYPE_F32;
+        attn_context *ctx = vk_context(ATTN_FAMILY_CPU, sched ? 448 << 10 : 0);
+        attn_desc d = ATTN_DESC_INIT;
+        d.batch = PK_B, d.num_heads = PK_H, d.num_kv_heads = PK_HK, d.q_len = PK_S;
+        d.kv_len = PK_SK, d.head_dim = PK_D, d.dtype = dt, d.causal = 1, d.want_lse = 1;
+        problem pr;
+        problem_make(&pr, &d, 300 + (uint64_t)f16);
+        attn_plan *plan = NULL;
+        ck_assert_msg(attn_plan_create(ctx, &d, &plan) == ATTN_OK, "%s", attn_last_detail());
+        attn_plan_info info;
+        memset(&info, 0, sizeof info);
+        info.struct_size = sizeof info;
+        attn_plan_get_info(plan, &info);
+        ck_assert_str_eq(info.kernel, "attn_fwd_cpu.comp");
+        ck_assert_msg(info.scheduled == sched, "scheduled %d, expected %d (%llu bytes)",
+                      info.scheduled, sched, (unsigned long long)info.device_bytes);
+        void *q = to_storage(pr.q, pr.nq, dt), *o = calloc(pr.no, 4);
+        float *of = malloc(pr.no * 4), *l = malloc(pr.nl * 4);
+        for (size_t li = 0; li < sizeof lay / sizeof lay[0]; ++li) {
+            const size_t es = f16 ? 2 : 4;
+            int64_t kst[4], vst[4];
+            attn_buffer *kb = pack_kv_buffer(ctx, pr.k, dt, lay[li].off, lay[li].pad, 1, kst);
+            attn_buffer *vb =
+                pack_kv_buffer(ctx, pr.v, dt, lay[li].off, lay[li].pad, lay[li].vstep, vst);
+            attn_run_args a = ATTN_RUN_ARGS_INIT;
+            a.q = attn_tensor_host(dt, PK_B, PK_S, PK_H, PK_D, q);
+            a.k = attn_tensor_buffer(dt, PK_B, PK_SK, PK_HK, PK_D, kb, (uint64_t)lay[li].off * es);
+            a.v = attn_tensor_buffer(dt, PK_B, PK_SK, PK_HK, PK_D, vb, (uint64_t)lay[li].off * es);
+            memcpy(a.k.stride, kst, sizeof kst);
+            memcpy(a.v.stride, vst, sizeof vst);
+            a.o = attn_tensor_host(dt, PK_B, PK_S, PK_H, PK_D, o);
+            a.lse = attn_tensor_host(ATTN_DTYPE_F32, PK_B, PK_H, PK_S, 1, l);
+            ck_assert_msg(attn_plan_run(plan, &a) == ATTN_OK, "%s", attn_last_detail());
+            char what[160];
+            snprintf(what, sizeof what, "pack %s%s%s: offset %lld, pad %lld, V step %lld",
+                     tu_dtype_name(dt), packed ? " (packed)" : "", sched ? ", scheduled" : "",
+                     (long long)lay[li].off, (long long)lay[li].pad, (long long)lay[li].vstep);
+            from_storage(of, o, pr.no, dt);
+            expect_close(of, pr.o_ref, pr.no, dt, what);
+            expect_close(l, pr.l_ref, pr.nl, ATTN_DTYPE_F32, what);
+            attn_buffer_destroy(kb);
+            attn_buffer_destroy(vb);
+        }
+        attn_plan_destroy(plan);
+        attn_context_destroy(ctx);
+        unsetenv("ATTN_VK_NO_16BIT_STORAGE");
+        free(q), free(o), free(of), free(l);
+        problem_free(&pr);
+    }
+}
+END_TEST
+
 /* ---- interop ------------------------------------------------------------------------------ */
 
 typedef struct app_vk {
@@ -810,6 +908,7 @@ int main(void)
         {"f16_native", test_f16_native, 1},
         {"f16_packed", test_f16_packed_no_subgroups, 1},
         {"scheduled", test_scheduled, 1},
+        {"pack_layouts", test_pack_layouts, 1},
         {"interop_vulkan", test_interop_vulkan, 1},
         {"interop_opencl", test_interop_opencl, 1},
         {"plans500", test_500_plans, 1},

@@ -56,61 +56,16 @@
 
 layout(local_size_x = LANES, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
 
-/* K and V rows as words of several elements (a run-time switch would not do: llvmpipe
- * runs both sides of a branch). There, a load instruction costs a loop over the lanes with
- * one scalar load per component, so the widest components load the most per instruction:
- *   KV_VEC 2: u64vec4 words, 8 floats or 16 halves (shaderInt64; else as KV_VEC 1);
- *   KV_VEC 1: vec4 words, or 4 halves as a uvec2;
- *   KV_VEC 0: element by element, any strides.
- * The planner picks the widest whose element count divides the head dims, and at run time
- * falls back to a narrower one unless K and V have unit element stride and offsets that
- * are multiples of it (KV_EPW elements). */
-#ifndef KV_VEC
-#define KV_VEC 1
-#endif
-#if KV_VEC == 2 && !ATTN_VK_INT64
-#undef KV_VEC
-#define KV_VEC 1
-#endif
-#if KV_VEC == 2
-#define KV_EPW (STORAGE_F16 != 0 ? 16 : 8)
-#define KV_WORD u64vec4
-ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kw)
-ATTN_BUF_RO(2, u64vec4, u64vec4, 5, vw)
-#elif KV_VEC == 1 && STORAGE_F16
-#define KV_EPW 4
-#define KV_WORD uvec2
-ATTN_BUF_RO(1, uvec2, uvec2, 3, kw)
-ATTN_BUF_RO(2, uvec2, uvec2, 3, vw)
-#elif KV_VEC == 1
-#define KV_EPW 4
-#define KV_WORD vec4
-ATTN_BUF_RO(1, vec4, vec4, 4, kw)
-ATTN_BUF_RO(2, vec4, vec4, 4, vw)
-#else
-ATTN_STORE_RO(1, k)
-ATTN_STORE_RO(2, v)
-/* Element by element, the head-dim loops stay loops (one per key each): unrolled, every
- * element load is a loop over the lanes of its own, and llvmpipe takes minutes to compile
- * a d=256 kernel. One key per block. */
+/* K and V rows as words of several elements (KV_VEC, attn_kv_words.glsl). Element by
+ * element, the head-dim loops stay loops (one per key each): unrolled, every element load
+ * is a loop over the lanes of its own, and llvmpipe takes minutes to compile a d=256
+ * kernel. One key per block there. */
+#define ATTN_KV_SLOT_K 1
+#define ATTN_KV_SLOT_V 2
+#include "attn_kv_words.glsl"
+#if !KV_VEC
 #undef KB
 #define KB 1
-#endif
-/* Word w_ as KV_EPW / 4 vec4s into dst[at], dst[at + 1], ... */
-#if KV_VEC == 2 && STORAGE_F16
-#define KV_UNPACK(dst, at, w_)                                                               \
-    [[unroll]] for (int u_ = 0; u_ < 4; ++u_) {                                              \
-        const uvec2 h_ = unpack32(w_[u_]);                                                   \
-        dst[(at) + u_] = vec4(unpackHalf2x16(h_.x), unpackHalf2x16(h_.y));                   \
-    }
-#elif KV_VEC == 2
-#define KV_UNPACK(dst, at, w_)                                                               \
-    dst[at] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                        \
-    dst[(at) + 1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));
-#elif KV_VEC == 1 && STORAGE_F16
-#define KV_UNPACK(dst, at, w_) dst[at] = vec4(unpackHalf2x16(w_.x), unpackHalf2x16(w_.y));
-#elif KV_VEC == 1
-#define KV_UNPACK(dst, at, w_) dst[at] = w_;
 #endif
 #if KV_VEC
 /* Row `base` (a multiple of KV_EPW) of K or V as n4 vec4s. */

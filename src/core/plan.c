@@ -246,19 +246,32 @@ static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *
     return n;
 }
 
-/* Vulkan: elements per K/V load of the shader's variant kv_vec (KV_VEC in
- * attn_decode.comp), and the widest variant whose words divide both head dims. */
-static int64_t decode_epw(const attn_plan *plan, int kv_vec)
+/* Vulkan, the shaders that read K/V where they are (decode, and the CPU family's packing):
+ * elements per K/V load of the variant kv_vec (KV_VEC, attn_kv_words.glsl), the widest
+ * variant whose words divide both head dims (the plan's), and the widest up to `planned`
+ * that a launch's K/V allow: unit element stride, offsets and strides multiples of its
+ * words. */
+static int64_t kv_vec_epw(const attn_plan *plan, int kv_vec)
 {
     return kv_vec == 2 ? (plan->pb.dtype == ATTN_DTYPE_F16 ? 16 : 8) : kv_vec == 1 ? 4 : 1;
 }
 
-static int decode_kv_vec(const attn_plan *plan)
+static int kv_vec_widest(const attn_plan *plan)
 {
     int v = 2;
-    while (v > 0 && (plan->pb.head_dim % decode_epw(plan, v) || plan->pb.v_head_dim % decode_epw(plan, v)))
+    while (v > 0 && (plan->pb.head_dim % kv_vec_epw(plan, v) || plan->pb.v_head_dim % kv_vec_epw(plan, v)))
         --v;
     return v;
+}
+
+static int kv_vec_fit(const attn_plan *plan, int planned, const attn__kparams *kp)
+{
+    const int64_t kv_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2 | kp->v_off | kp->v_s0 |
+                          kp->v_s1 | kp->v_s2;
+    int fits = planned;
+    while (fits > 0 && (kp->k_s3 != 1 || kp->v_s3 != 1 || kv_or % kv_vec_epw(plan, fits)))
+        --fits;
+    return fits;
 }
 
 static attn_status decode_kernels(attn_plan *plan, int kv_vec, void *k[2])
@@ -336,7 +349,7 @@ static attn_status plan_decode(attn_plan *plan)
         splits = 1;
     plan->info.work_group_size = (uint32_t)lanes;
     void *k[2] = {NULL, NULL};
-    attn_status st = decode_kernels(plan, glsl ? decode_kv_vec(plan) : 0, k);
+    attn_status st = decode_kernels(plan, glsl ? kv_vec_widest(plan) : 0, k);
     if (st != ATTN_OK)
         return st;
     plan->decode = 1;
@@ -367,6 +380,11 @@ static attn_status compile_program(attn_plan *plan, int chunked)
     spec.out_f32 = chunked && plan->pb.dtype != ATTN_DTYPE_F32;
     attn__define defs[16];
     uint32_t nd = spec_defines(&spec, defs);
+    /* Vulkan: the packing shader loads K/V in the widest words the head dims allow (a run
+     * whose layout does not fit them gets a narrower one: attn__plan_pack_kernel); the
+     * other shaders of the program do not use KV_VEC. */
+    if (cpu && plan->ctx->ops->lang == ATTN__LANG_GLSL)
+        defs[nd++] = (attn__define){"KV_VEC", kv_vec_widest(plan)};
     uint32_t nf = (cpu ? 2u : 1u) + (chunked ? 1u : 0u);
     void *k[3] = {NULL, NULL, NULL};
     attn_status st = attn__kernels_get(plan->ctx, cpu ? cpu_files : gpu_files, nf,
@@ -382,6 +400,23 @@ static attn_status compile_program(attn_plan *plan, int chunked)
         plan->k_merge = k[cpu ? 2 : 1];
     }
     return ATTN_OK;
+}
+
+attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, void *planned,
+                                   void **kernel)
+{
+    *kernel = planned;
+    if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
+        return ATTN_OK;
+    const int widest = kv_vec_widest(plan), fits = kv_vec_fit(plan, widest, kp);
+    if (fits == widest)
+        return ATTN_OK;
+    static const char *const files[] = {"attn_pack.cl"};
+    static const char *const entries[] = {"attn_pack_kv"};
+    attn__define defs[16];
+    uint32_t nd = spec_defines(&plan->spec, defs);
+    defs[nd++] = (attn__define){"KV_VEC", fits};
+    return attn__kernels_get(plan->ctx, files, 1, entries, 1, defs, nd, kernel);
 }
 
 attn_status attn__plan_chunk_kernels(attn_plan *plan)
@@ -811,12 +846,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
          * variant, compiled on first use. */
         void *kdec = plan->k_dec, *kmerge = plan->k_dec_merge;
         const int glsl = ctx->ops->lang == ATTN__LANG_GLSL;
-        const int64_t kv_or = k.off | k.stride[0] | k.stride[1] | k.stride[2] | v.off |
-                              v.stride[0] | v.stride[1] | v.stride[2];
-        const int planned = glsl ? decode_kv_vec(plan) : 0;
-        int fits = planned;
-        while (fits > 0 && (k.stride[3] != 1 || v.stride[3] != 1 || kv_or % decode_epw(plan, fits)))
-            --fits;
+        const int planned = glsl ? kv_vec_widest(plan) : 0;
+        const int fits = kv_vec_fit(plan, planned, &kp);
         if (fits != planned) {
             void *kv[2] = {NULL, NULL};
             if ((st = decode_kernels(plan, fits, kv)))
@@ -867,6 +898,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         if ((st = attn__plan_scratch(plan, ATTN__S_KT, heads * ld * plan->kd_pad * 4, &kt)) ||
             (st = attn__plan_scratch(plan, ATTN__S_VP, heads * ld * plan->vd_pad * 4, &vp)))
             return st;
+        void *pack = NULL;
+        if ((st = attn__plan_pack_kernel(plan, &kp, plan->k_pack, &pack)))
+            return st;
         la.buffers[0] = k.handle;
         la.buffers[1] = v.handle;
         la.buffers[2] = kt;
@@ -878,7 +912,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         la.groups[2] = (size_t)p->batch;
         la.local[0] = PACK_GROUP;
         la.local[1] = la.local[2] = 1;
-        if ((st = attn__enqueue(ctx, plan->k_pack, &la)))
+        if ((st = attn__enqueue(ctx, pack, &la)))
             return st;
     }
     int cpu = plan->info.family == ATTN_FAMILY_CPU;

@@ -102,6 +102,11 @@ uint64_t attn__probs_bytes(const attn_plan *plan);
 attn_status attn__probs_run(attn_plan *plan, const attn__kparams *main_kp, void *q, void *k,
                             void *mask, void *lens, void *lse, void *aux);
 
+/* The CPU family's packing kernel for a launch's K/V (kp): `planned` (k_pack or k_cpack),
+ * or on Vulkan, where their layout does not fit its K/V words, a narrower variant (plan.c). */
+attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, void *planned,
+                                   void **kernel);
+
 /* Compiles the scheduler's kernels of a plan (idempotent). */
 attn_status attn__plan_chunk_kernels(attn_plan *plan);
 

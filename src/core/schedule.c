@@ -504,6 +504,9 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         if (r->wev[par][t])
                             la.wait[la.num_wait++] = r->wev[par][t];
                     if (cpu && cn > 0) {
+                        void *pack = NULL;
+                        if ((st = attn__plan_pack_kernel(plan, &kp, plan->k_cpack, &pack)))
+                            return st;
                         kp.ld_kv = (int64_t)ld_of((uint64_t)cn);
                         la.buffers[0] = kh;
                         la.buffers[1] = vh;
@@ -515,7 +518,7 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         la.groups[1] = la.groups[2] = 1;
                         la.local[0] = ATTN__PACK_GROUP;
                         la.local[1] = la.local[2] = 1;
-                        if ((st = attn__enqueue(ctx, plan->k_cpack, &la)))
+                        if ((st = attn__enqueue(ctx, pack, &la)))
                             return st;
                         la.num_wait = 0;
                     }

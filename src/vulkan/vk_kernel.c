@@ -328,8 +328,9 @@ static void attn_vk_pipeline_cache_store(attn_vk_device *d)
     free(key);
 }
 
-/* The descriptor bindings a module declares (OpDecorate Binding), sorted, and its
- * work-group size (OpExecutionMode LocalSize). */
+/* The descriptor bindings a module declares (OpDecorate Binding), sorted, each once (blocks
+ * of several types may alias one binding), and its work-group size (OpExecutionMode
+ * LocalSize). */
 static void attn_vk_reflect(const uint32_t *w, size_t n, attn_vk_module *m)
 {
     m->num_bindings = 0;
@@ -342,12 +343,15 @@ static void attn_vk_reflect(const uint32_t *w, size_t n, attn_vk_module *m)
             memcpy(m->local, &w[i + 3], sizeof m->local);
         if (op == 71 /* OpDecorate */ && wc >= 4 && w[i + 2] == 33 /* Binding */ &&
             w[i + 3] <= ATTN_VK_PARAMS_BINDING && m->num_bindings <= ATTN_VK_PARAMS_BINDING) {
-            uint32_t b = w[i + 3], j = m->num_bindings++;
-            while (j > 0 && m->bindings[j - 1] > b) {
+            uint32_t b = w[i + 3], j = m->num_bindings, seen = 0;
+            for (uint32_t e = 0; e < j; ++e)
+                seen |= m->bindings[e] == b;
+            for (; !seen && j > 0 && m->bindings[j - 1] > b; --j)
                 m->bindings[j] = m->bindings[j - 1];
-                --j;
+            if (!seen) {
+                m->bindings[j] = b;
+                ++m->num_bindings;
             }
-            m->bindings[j] = b;
         }
         i += wc;
     }
