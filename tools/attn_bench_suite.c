@@ -21,6 +21,10 @@ typedef struct suite_row {
 /* The fixed set of issue 7: prefill over two lengths, two head_dims, GQA 8:2 and plain
  * 8:8, f32 and f16, causal and not; decode over a 4k and a 64k cache. Cheaper rows first
  * within each kind, so the estimates for the long rows come from rows already measured. */
+/* The suite warms each row up with one run of attn and one of the baseline unless
+ * --warmup says otherwise; they alternate, so neither side's threads idle in between. */
+static int64_t suite_warmup(const bench_opts *o) { return o->warmup < 0 ? 1 : o->warmup; }
+
 static size_t suite_rows(suite_row rows[MAX_ROWS])
 {
     static const int64_t lens[] = {1024, 4096}, dims[] = {64, 128}, kv_heads[] = {8, 2};
@@ -260,7 +264,8 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
     }
     /* attn first: a row whose baseline alone would exceed the cap keeps its attn time. */
     const double cap_ms = (double)o->max_seconds_per_row * 1e3;
-    const double runs = (double)(o->warmup + o->reps);
+    const int64_t warmup = suite_warmup(o);
+    const double runs = (double)(warmup + o->reps);
     const rate *ar = &dv->attn_rate[r->decode], *br = &dv->base_rate[r->decode];
     const double est_ms = res->flops * ar->spf * runs * 1e3;
     const double est_base_ms = res->gemm_flops * br->spf * runs * 1e3;
@@ -320,7 +325,7 @@ static void run_row(suite *st, suite_device *dv, const suite_row *r, row_result 
 
     attn_status as = ATTN_OK;
     bench_base_times bt;
-    for (int64_t i = 0; i < o->warmup; i++) {
+    for (int64_t i = 0; i < warmup; i++) {
         if ((as = attn_plan_run(w.plan, &args)) != ATTN_OK) {
             attn_error(res, "attn_plan_run", as);
             row_work_free(&w);
@@ -562,7 +567,7 @@ static void text_notes(const suite *st)
            "base/attn: clBLAST ms / attn ms (above 1: attn is faster).\n"
            "max|err|: largest |attn - baseline| over the whole output; it shows the two compute\n"
            "  the same thing; the baseline is not the oracle (--check uses the reference).\n",
-           o->reps, o->warmup);
+           o->reps, suite_warmup(o));
     if (st->converted_f16)
         printf("f16 rows: the baseline's device has no cl_khr_fp16 (no HGEMM), so the baseline\n"
                "  converts Q, K, V to f32 on the device, runs SGEMM and converts O back to f16;\n"
@@ -648,7 +653,7 @@ int bench_suite(const bench_opts *o)
         tool_json_string(stdout, attn_version_string());
         printf(", \"reps\": %" PRId64 ", \"warmup\": %" PRId64 ", \"max_seconds_per_row\": %" PRId64
                ", \"quick\": %s, \"baseline\": ",
-               o->reps, o->warmup, o->max_seconds_per_row, o->quick ? "true" : "false");
+               o->reps, suite_warmup(o), o->max_seconds_per_row, o->quick ? "true" : "false");
         tool_json_string(stdout, bench_cl_baseline_name());
         printf(", \"load_average_start\": ");
         bench_json_number(stdout, load_start);
@@ -656,7 +661,7 @@ int bench_suite(const bench_opts *o)
     } else {
         printf("attn-bench %s --suite: OpenCL devices %" PRIu32 ", Vulkan devices %" PRIu32
                "; median of %" PRId64 " reps after %" PRId64 " warm-up; ",
-               attn_version_string(), st.num_cl, num_vk, o->reps, o->warmup);
+               attn_version_string(), st.num_cl, num_vk, o->reps, suite_warmup(o));
         if (o->max_seconds_per_row > 0)
             printf("rows estimated above %" PRId64 " s skipped", o->max_seconds_per_row);
         else
