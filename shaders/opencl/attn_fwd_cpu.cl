@@ -209,22 +209,12 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
         const long2 keys = attn_run_keys(aux, p, ru, kend, &tbits);
 #if SPARSE
         /* The next run's first tile: a jump the hardware prefetcher cannot foresee. */
-        if (ru + 1 < runs.y) {
-            int nbits;
-            const long nj = attn_run_keys(aux, p, ru + 1, kend, &nbits).x;
-            ATTN_PREFETCH_ROW(ktb + nj * HEAD_DIM, 16 * HEAD_DIM * 4);
-            ATTN_PREFETCH_ROW(vpb + nj * VD_PAD, 16 * VD_PAD * 4);
-        }
 #endif
         for (long j0 = keys.x; j0 < keys.y; j0 += 16) {
             __global const float *kr = ktb + j0 * HEAD_DIM;
 #if SPARSE
             /* And the run's next tile: a packed tile of head_dim 64 is one 4 KiB page, where
              * the hardware prefetcher stops; a dense row's next tile is usually in cache. */
-            if (j0 + 16 < keys.y) {
-                ATTN_PREFETCH_ROW(kr + 16 * HEAD_DIM, 16 * HEAD_DIM * 4);
-                ATTN_PREFETCH_ROW(vpb + (j0 + 16) * VD_PAD, 16 * VD_PAD * 4);
-            }
 #endif
             /* The next tile: packed tiles of head_dim 64 are 4 KiB pages each, and the
              * hardware prefetcher stops at page boundaries. */
