@@ -131,6 +131,7 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
         const int8 jv = (int8)(0, 1, 2, 3, 4, 5, 6, 7);
         float8 pr[ROWS];
         float alpha[ROWS];
+#pragma unroll 1
         for (int r = 0; r < ROWS; ++r) {
             const long i = r / G;
             float8 dot[8];
@@ -174,12 +175,14 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
             l[r] = l[r] * alpha[r] + attn_hsum8(pr[r]);
             m[r] = mn;
         }
+        /* Rows in groups of up to 4 (unrolled: 4 x 2 independent chains per head-dim
+         * vector pair), so the unrolled code, and the compile time, do not grow with ROWS. */
         for (int c = 0; c < VD8; ++c) {
             float8 vc[8];
 #pragma unroll
             for (int t = 0; t < 8; ++t)
                 vc[t] = vload8(c, vt[t]);
-#pragma unroll
+#pragma unroll 4
             for (int r = 0; r < ROWS; ++r) {
                 float8 a = acc[r][c] * alpha[r];
                 a = fma((float8)(pr[r].s0), vc[0], a);

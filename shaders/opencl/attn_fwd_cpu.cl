@@ -166,32 +166,24 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
 
     /* Q^T, pre-scaled into base-2 logits (RoPE'd first where on). */
     float16 qT[HEAD_DIM];
-#if !POS_ROPE
     /* Rows to private memory as they lie (contiguous runs when q_s3 is 1), then each Q^T
      * vector from 16 of them: per-element gathers from global memory, or vectors built
      * from scalar stores, cost several times more on CPUs. */
-    if (p.q_s3 == 1) {
+    {
         float qb[16 * HEAD_DIM];
         for (int r = 0; r < 16; ++r)
             for (int d = 0; d < HEAD_DIM; ++d)
-                qb[r * HEAD_DIM + d] = LOAD_S(q, qrow[r] + d);
+                qb[r * HEAD_DIM + d] =
+                    attn_rope_load(q, qrow[r], p.q_s3, d, p.q_pos + irow[r], p.a_rope_q, aux, p);
         for (int d = 0; d < HEAD_DIM; ++d) {
-            float16 x;
 #define ATTN_QB(r) qb[(r) * HEAD_DIM + d]
-            x = (float16)(ATTN_QB(0), ATTN_QB(1), ATTN_QB(2), ATTN_QB(3), ATTN_QB(4), ATTN_QB(5),
-                          ATTN_QB(6), ATTN_QB(7), ATTN_QB(8), ATTN_QB(9), ATTN_QB(10), ATTN_QB(11),
-                          ATTN_QB(12), ATTN_QB(13), ATTN_QB(14), ATTN_QB(15));
+            const float16 x = (float16)(ATTN_QB(0), ATTN_QB(1), ATTN_QB(2), ATTN_QB(3), ATTN_QB(4),
+                                        ATTN_QB(5), ATTN_QB(6), ATTN_QB(7), ATTN_QB(8), ATTN_QB(9),
+                                        ATTN_QB(10), ATTN_QB(11), ATTN_QB(12), ATTN_QB(13),
+                                        ATTN_QB(14), ATTN_QB(15));
 #undef ATTN_QB
             qT[d] = x * p.scale_log2;
         }
-    } else
-#endif
-    for (int d = 0; d < HEAD_DIM; ++d) {
-        float col[16];
-        for (int r = 0; r < 16; ++r)
-            col[r] = attn_rope_load(q, qrow[r], p.q_s3, d, p.q_pos + irow[r], p.a_rope_q, aux, p) *
-                     p.scale_log2;
-        qT[d] = vload16(0, col);
     }
 
     float16 oT[VD_PAD]; /* O^T, unnormalised */
