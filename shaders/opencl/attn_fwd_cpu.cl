@@ -199,17 +199,8 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     for (int ru = runs.x; ru < runs.y; ++ru) {
         int tbits;
         const long2 keys = attn_run_keys(aux, p, ru, kend, &tbits);
-#if SPARSE
-        /* The next run's first tile: a jump the hardware prefetcher cannot foresee. */
-#endif
         for (long j0 = keys.x; j0 < keys.y; j0 += 16) {
             __global const float *kr = ktb + j0 * HEAD_DIM;
-#if SPARSE
-            /* And the run's next tile: a packed tile of head_dim 64 is one 4 KiB page, where
-             * the hardware prefetcher stops; a dense row's next tile is usually in cache. */
-#endif
-            /* The next tile: packed tiles of head_dim 64 are 4 KiB pages each, and the
-             * hardware prefetcher stops at page boundaries. */
             float16 s[16];
 #pragma unroll
             for (int t = 0; t < 16; ++t)
