@@ -106,17 +106,24 @@ static void mark_keys(map_builder *mb, int64_t lo, int64_t hi, int64_t kmax)
         mb->mhi = hi / TK;
 }
 
-/* Whether the strictly ascending list g[0..n) holds every value of [lo, hi]. */
-static int holds_range(const int64_t *g, int64_t n, int64_t lo, int64_t hi)
+/* The first index of the ascending list g[0..n) whose value is at least x (n if none). */
+static int64_t first_at_least(const int64_t *g, int64_t n, int64_t x)
 {
-    int64_t a = 0, b = n; /* first index with g[.] >= lo */
+    int64_t a = 0, b = n;
     while (a < b) {
         const int64_t mid = a + (b - a) / 2;
-        if (g[mid] < lo)
+        if (g[mid] < x)
             a = mid + 1;
         else
             b = mid;
     }
+    return a;
+}
+
+/* Whether the strictly ascending list g[0..n) holds every value of [lo, hi]. */
+static int holds_range(const int64_t *g, int64_t n, int64_t lo, int64_t hi)
+{
+    const int64_t a = first_at_least(g, n, lo);
     return a + (hi - lo) < n && g[a] == lo && g[a + (hi - lo)] == hi;
 }
 
@@ -182,14 +189,7 @@ static int build_map(map_builder *mb, int64_t len, int64_t h, const attn__patter
                 mark_keys(mb, pat->dil_left < 0 ? 0 : pos0 - pat->dil_left,
                           pat->dil_right < 0 ? kmax : pos1 + pat->dil_right, kmax);
             if (pat->num_global > 0) {
-                int64_t lo = 0, hi = pat->num_global; /* first global position >= pos0 */
-                while (lo < hi) {
-                    const int64_t mid = lo + (hi - lo) / 2;
-                    if (pat->global[mid] < pos0)
-                        lo = mid + 1;
-                    else
-                        hi = mid;
-                }
+                const int64_t lo = first_at_least(pat->global, pat->num_global, pos0);
                 if (lo < pat->num_global && pat->global[lo] <= pos1)
                     mark_keys(mb, 0, kmax, kmax);
                 for (int64_t g = 0; g < pat->num_global && pat->global[g] <= kmax; ++g)
