@@ -66,22 +66,17 @@
 #endif
 #endif
 #if ATTN_PREFETCH
-#define ATTN_PREFETCH_ROW(ptr, bytes)                                                         \
+#define ATTN_PREFETCH_LINES_(ptr, bytes, rw)                                                  \
     do {                                                                                       \
         __global const char *attn_pf_ = (__global const char *)(ptr);                         \
         for (int attn_pc_ = 0; attn_pc_ < (int)(bytes); attn_pc_ += 64)                        \
-            __builtin_prefetch(attn_pf_ + attn_pc_);                                           \
-    } while (0)
-#define ATTN_PREFETCH_ROW_W(ptr, bytes)                                                       \
-    do {                                                                                       \
-        __global const char *attn_pf_ = (__global const char *)(ptr);                         \
-        for (int attn_pc_ = 0; attn_pc_ < (int)(bytes); attn_pc_ += 64)                        \
-            __builtin_prefetch(attn_pf_ + attn_pc_, 1);                                        \
+            __builtin_prefetch(attn_pf_ + attn_pc_, rw);                                       \
     } while (0)
 #else
-#define ATTN_PREFETCH_ROW(ptr, bytes) ((void)0)
-#define ATTN_PREFETCH_ROW_W(ptr, bytes) ((void)0)
+#define ATTN_PREFETCH_LINES_(ptr, bytes, rw) ((void)0)
 #endif
+#define ATTN_PREFETCH_ROW(ptr, bytes) ATTN_PREFETCH_LINES_(ptr, bytes, 0)
+#define ATTN_PREFETCH_ROW_W(ptr, bytes) ATTN_PREFETCH_LINES_(ptr, bytes, 1)
 
 /* Key count of batch b in the whole problem. */
 inline long attn_batch_kv_len(const attn_params p, __global const int *kv_lens, long b)

@@ -151,8 +151,7 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
 #if MASK_KIND != 0
             {
                 const long h = hk * G + r % G;
-                float sc[8], mk[8];
-                vstore8(s8, 0, sc);
+                float mk[8];
                 for (int t = 0; t < 8; ++t)
                     mk[t] = t < nk ? mask[p.m_off + b * p.m_s0 + h * p.m_s1 + i * p.m_s2 + (j0 + t) * p.m_s3]
                                    : 0.0f;
@@ -175,8 +174,9 @@ __kernel void attn_decode(__global const STORE_T *q, __global const STORE_T *k,
             l[r] = l[r] * alpha[r] + attn_hsum8(pr[r]);
             m[r] = mn;
         }
-        /* Rows in groups of up to 4 (unrolled: 4 x 2 independent chains per head-dim
-         * vector pair), so the unrolled code, and the compile time, do not grow with ROWS. */
+        /* Each row's accumulator is one chain over the block's 8 keys; 4 rows unrolled
+         * interleave 4 chains, and the unrolled code (and the compile time) does not grow
+         * with ROWS. */
         for (int c = 0; c < VD8; ++c) {
             float8 vc[8];
 #pragma unroll

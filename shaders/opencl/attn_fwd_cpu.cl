@@ -65,6 +65,17 @@ inline float16 attn_exp2_neg(float16 x)
     return x < (float16)(-126.0f) ? (float16)(0.0f) : r * scale;
 }
 
+/* x[0], x[stride], ..., x[15 * stride] of private memory as one vector: how Q^T and O rows
+ * cross between rows and lanes (16 loads and inserts; gathers and scatters on global
+ * memory cost several times more on CPUs). */
+inline float16 attn_strided16(const float *x, int stride)
+{
+    return (float16)(x[0], x[stride], x[2 * stride], x[3 * stride], x[4 * stride],
+                     x[5 * stride], x[6 * stride], x[7 * stride], x[8 * stride], x[9 * stride],
+                     x[10 * stride], x[11 * stride], x[12 * stride], x[13 * stride],
+                     x[14 * stride], x[15 * stride]);
+}
+
 __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
                            __global const float *vp, __global OUT_T *o,
                            __global const MASK_T *mask, __global const int *kv_lens,
@@ -167,23 +178,15 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     /* Q^T, pre-scaled into base-2 logits (RoPE'd first where on). */
     float16 qT[HEAD_DIM];
     /* Rows to private memory as they lie (contiguous runs when q_s3 is 1), then each Q^T
-     * vector from 16 of them: per-element gathers from global memory, or vectors built
-     * from scalar stores, cost several times more on CPUs. */
+     * vector from 16 of them. */
     {
         float qb[16 * HEAD_DIM];
         for (int r = 0; r < 16; ++r)
             for (int d = 0; d < HEAD_DIM; ++d)
                 qb[r * HEAD_DIM + d] =
                     attn_rope_load(q, qrow[r], p.q_s3, d, p.q_pos + irow[r], p.a_rope_q, aux, p);
-        for (int d = 0; d < HEAD_DIM; ++d) {
-#define ATTN_QB(r) qb[(r) * HEAD_DIM + d]
-            const float16 x = (float16)(ATTN_QB(0), ATTN_QB(1), ATTN_QB(2), ATTN_QB(3), ATTN_QB(4),
-                                        ATTN_QB(5), ATTN_QB(6), ATTN_QB(7), ATTN_QB(8), ATTN_QB(9),
-                                        ATTN_QB(10), ATTN_QB(11), ATTN_QB(12), ATTN_QB(13),
-                                        ATTN_QB(14), ATTN_QB(15));
-#undef ATTN_QB
-            qT[d] = x * p.scale_log2;
-        }
+        for (int d = 0; d < HEAD_DIM; ++d)
+            qT[d] = attn_strided16(qb + d, HEAD_DIM) * p.scale_log2;
     }
 
     float16 oT[VD_PAD]; /* O^T, unnormalised */
@@ -333,8 +336,7 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
     }
 #endif
     /* O^T to private memory as whole vectors, then out row by row, 16 columns at a time
-     * where O's rows are contiguous: a scatter per column, or a gather per 16, costs
-     * several times more on CPUs. */
+     * where O's rows are contiguous. */
     {
         float ob[V_HEAD_DIM * 16];
         for (int c = 0; c < V_HEAD_DIM; ++c)
@@ -342,15 +344,8 @@ __kernel void attn_fwd_cpu(__global const STORE_T *q, __global const float *kt,
         for (int r = 0; r < rows; ++r) {
             int c = 0;
             if (p.o_s3 == 1)
-                for (; c + 16 <= V_HEAD_DIM; c += 16) {
-#define ATTN_OB(e) ob[(c + (e)) * 16 + r]
-                    const float16 x = (float16)(ATTN_OB(0), ATTN_OB(1), ATTN_OB(2), ATTN_OB(3),
-                                                ATTN_OB(4), ATTN_OB(5), ATTN_OB(6), ATTN_OB(7),
-                                                ATTN_OB(8), ATTN_OB(9), ATTN_OB(10), ATTN_OB(11),
-                                                ATTN_OB(12), ATTN_OB(13), ATTN_OB(14), ATTN_OB(15));
-#undef ATTN_OB
-                    STORE16_O(o, orow[r] + c, x);
-                }
+                for (; c + 16 <= V_HEAD_DIM; c += 16)
+                    STORE16_O(o, orow[r] + c, attn_strided16(ob + c * 16 + r, 16));
             for (; c < V_HEAD_DIM; ++c)
                 STORE_O(o, orow[r] + c * p.o_s3, ob[c * 16 + r]);
         }
