@@ -220,7 +220,6 @@ static bool parse_pattern_flag(bench_opts *o, const char *name, const char *valu
     return count > 0;
 }
 
-
 static bool parse_word(const word_value *table, const char *s, int *out)
 {
     for (; table->word; table++)

@@ -18,13 +18,13 @@ typedef struct suite_row {
     bench_shape s;
 } suite_row;
 
-/* The fixed set of issue 7: prefill over two lengths, two head_dims, GQA 8:2 and plain
- * 8:8, f32 and f16, causal and not; decode over a 4k and a 64k cache. Cheaper rows first
- * within each kind, so the estimates for the long rows come from rows already measured. */
 /* The suite warms each row up with one run of attn and one of the baseline unless
  * --warmup says otherwise; they alternate, so neither side's threads idle in between. */
 static int64_t suite_warmup(const bench_opts *o) { return o->warmup < 0 ? 1 : o->warmup; }
 
+/* The fixed set of issue 7: prefill over two lengths, two head_dims, GQA 8:2 and plain
+ * 8:8, f32 and f16, causal and not; decode over a 4k and a 64k cache. Cheaper rows first
+ * within each kind, so the estimates for the long rows come from rows already measured. */
 static size_t suite_rows(suite_row rows[MAX_ROWS])
 {
     static const int64_t lens[] = {1024, 4096}, dims[] = {64, 128}, kv_heads[] = {8, 2};
