@@ -411,12 +411,20 @@ attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, voi
     const int widest = kv_vec_widest(plan), fits = kv_vec_fit(plan, widest, kp);
     if (fits == widest)
         return ATTN_OK;
-    static const char *const files[] = {"attn_pack.cl"};
-    static const char *const entries[] = {"attn_pack_kv"};
-    attn__define defs[16];
-    uint32_t nd = spec_defines(&plan->spec, defs);
-    defs[nd++] = (attn__define){"KV_VEC", fits};
-    return attn__kernels_get(plan->ctx, files, 1, entries, 1, defs, nd, kernel);
+    /* The packing shader does not read OUT_F32, so one variant serves both programs. */
+    if (!plan->k_pack_narrow[fits]) {
+        static const char *const files[] = {"attn_pack.cl"};
+        static const char *const entries[] = {"attn_pack_kv"};
+        attn__define defs[16];
+        uint32_t nd = spec_defines(&plan->spec, defs);
+        defs[nd++] = (attn__define){"KV_VEC", fits};
+        attn_status st = attn__kernels_get(plan->ctx, files, 1, entries, 1, defs, nd,
+                                           &plan->k_pack_narrow[fits]);
+        if (st != ATTN_OK)
+            return st;
+    }
+    *kernel = plan->k_pack_narrow[fits];
+    return ATTN_OK;
 }
 
 attn_status attn__plan_chunk_kernels(attn_plan *plan)

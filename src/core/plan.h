@@ -64,6 +64,9 @@ struct attn_plan {
     uint32_t kd_pad;      /* CPU family: floats per key in the packed K copy */
     attn__kspec spec;     /* the specialisation chosen by the planner */
     void *k_pack, *k_main;
+    /* Vulkan: packing kernels in K/V words narrower than the plan's (KV_VEC 0 and 1), for
+     * runs whose layout does not fit them; compiled on first need (attn__plan_pack_kernel). */
+    void *k_pack_narrow[2];
     /* The scheduler's kernels (attention with f32 partial output, packing, merge),
      * compiled when the plan is scheduled or first falls back to the scheduler. */
     void *k_cpack, *k_cmain, *k_merge;
