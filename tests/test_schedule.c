@@ -549,6 +549,28 @@ typedef struct decode_case {
     attn_mask_kind mask;
 } decode_case;
 
+/* Floats of Q and O per row that the Vulkan decode shader keeps in one lane, as the planner
+ * counts them (src/core/plan.c, decode_lane_floats): a lane owns DL-th of a row's words
+ * (16 halves or 8 floats where the head dims allow, else 4, else 1) when the device has
+ * subgroup shuffles, else whole rows. */
+static int64_t vk_decode_lane_floats(int dev, const decode_case *c)
+{
+    attn_device_info di;
+    memset(&di, 0, sizeof di);
+    di.struct_size = sizeof di;
+    ck_assert_int_eq(attn_device_get_info(ATTN_BACKEND_VULKAN, (uint32_t)(dev - device_count()), &di), ATTN_OK);
+    const uint32_t lanes = di.subgroup_size >= 4 && di.subgroup_size <= 64 ? di.subgroup_size : 16;
+    int64_t epw = c->dt == ATTN_DTYPE_F16 ? 16 : 8;
+    while (epw > 1 && (c->D % epw || c->Dv % epw))
+        epw = epw == 16 || epw == 8 ? 4 : 1;
+    const int64_t words = ((c->D > c->Dv ? c->D : c->Dv) + epw - 1) / epw;
+    int64_t dl = 1;
+    if ((di.subgroup_ops & ATTN_SUBGROUP_SHUFFLE) && lanes == di.subgroup_size)
+        while (dl * 2 <= words && dl * 2 <= (int64_t)lanes && lanes % (uint32_t)(dl * 2) == 0)
+            dl *= 2;
+    return ((c->D + epw - 1) / epw + dl - 1) / dl * epw + ((c->Dv + epw - 1) / epw + dl - 1) / dl * epw;
+}
+
 static void run_decode_case(int dev, const decode_case *c)
 {
     const size_t es = c->dt == ATTN_DTYPE_F16 ? 2 : 4;
@@ -584,7 +606,10 @@ static void run_decode_case(int dev, const decode_case *c)
         a.mask = attn_tensor_host(ATTN_DTYPE_F32, 1, 1, c->Sq, c->Sk, mf);
     else if (c->mask == ATTN_MASK_BOOLEAN)
         a.mask = attn_tensor_host(ATTN_DTYPE_U8, 1, 1, c->Sq, c->Sk, mb);
-    for (int fam = ATTN_FAMILY_CPU; fam <= ATTN_FAMILY_GPU; ++fam) {
+    /* Without subgroup shuffles the Vulkan CPU family is refused; decode still runs. */
+    const char *ns = getenv("ATTN_VK_NO_SHUFFLE");
+    const int no_shuffle = device_backend(dev) == ATTN_BACKEND_VULKAN && ns && *ns && strcmp(ns, "0");
+    for (int fam = no_shuffle ? ATTN_FAMILY_GPU : ATTN_FAMILY_CPU; fam <= ATTN_FAMILY_GPU; ++fam) {
         attn_context *ctx = device_ctx(dev, (attn_kernel_family)fam, 0);
         attn_context_params rp = ATTN_CONTEXT_PARAMS_INIT;
         rp.backend = ATTN_BACKEND_REFERENCE;
@@ -595,13 +620,14 @@ static void run_decode_case(int dev, const decode_case *c)
         ck_assert_int_eq(attn_plan_create(ref, &d, &rplan), ATTN_OK);
         attn_plan_info info = info_blank();
         attn_plan_get_info(plan, &info);
-        /* Vulkan's decode shader unrolls rows x head dims, so the planner keeps it to at
-         * most 1024 floats of them (compile time, src/core/plan.c); the prefill shaders
-         * take the rest, and the result must be as exact either way. */
+        /* Vulkan's decode shader unrolls its rows and a lane's part of the head dims, so
+         * the planner keeps it to at most 1024 floats of them a lane (compile time,
+         * src/core/plan.c); the prefill shaders take the rest, and the result must be as
+         * exact either way. */
         const int64_t rows = c->Sq * (c->H / c->Hk);
         if (device_backend(dev) == ATTN_BACKEND_OPENCL)
             ck_assert_str_eq(info.kernel, "attn_decode.cl");
-        else if (rows * (c->D + c->Dv) <= 1024)
+        else if (rows * vk_decode_lane_floats(dev, c) <= 1024)
             ck_assert_str_eq(info.kernel, "attn_decode.comp");
         else
             ck_assert_str_ne(info.kernel, "attn_decode.comp");
@@ -647,13 +673,24 @@ START_TEST(test_decode_split)
         {3, 4, 1, 4, 129, 80, 80, ATTN_DTYPE_F16, 1, 1, 0, ATTN_MASK_BOOLEAN},
         {4, 32, 8, 1, 4096, 128, 128, ATTN_DTYPE_F16, 0, 1, 1, ATTN_MASK_NONE},
         {1, 2, 2, 3, 200, 256, 256, ATTN_DTYPE_F32, 1, 0, 1, ATTN_MASK_NONE},
-        /* Vulkan spreads these rows over groups of 2 (the last one short). */
+        /* Whole rows a lane (no shuffles): Vulkan spreads these rows over groups of 2 (the
+         * last one short). */
         {1, 3, 1, 1, 1000, 128, 128, ATTN_DTYPE_F32, 0, 0, 1, ATTN_MASK_NONE},
         {2, 2, 2, 3, 700, 128, 128, ATTN_DTYPE_F16, 1, 1, 1, ATTN_MASK_BOOLEAN},
+        /* Rows split over 8 lanes: 16 rows x 64 floats a lane go to groups of 8. */
+        {1, 16, 1, 1, 600, 256, 256, ATTN_DTYPE_F32, 0, 1, 1, ATTN_MASK_NONE},
     };
     for (int dev = 0; dev < all_device_count(); ++dev)
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i)
             run_decode_case(dev, &cases[i]);
+    /* Vulkan: the shader's variant for devices without subgroup shuffles (a lane owns
+     * whole K/V rows), on the cases it takes (at most 1024 floats of rows). */
+    setenv("ATTN_VK_NO_SHUFFLE", "1", 1);
+    for (int dev = device_count(); dev < all_device_count(); ++dev)
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; ++i)
+            if (cases[i].Sq * (cases[i].H / cases[i].Hk) * (cases[i].D + cases[i].Dv) <= 1024)
+                run_decode_case(dev, &cases[i]);
+    unsetenv("ATTN_VK_NO_SHUFFLE");
 }
 END_TEST
 

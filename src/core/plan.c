@@ -183,8 +183,9 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
 /* Whether a tensor of the problem may be bound in windows on Vulkan: larger than one of
  * the backend's four windows of maxStorageBufferRange (max_binding_bytes / 4, or less when
  * the maximum allocation caps it; conservative). Chunks of a scheduled run are no larger
- * than the whole tensors, so "no" holds for every launch of the plan. */
-int attn__plan_may_window(const attn_plan *plan)
+ * than the whole tensors, so "no" holds for every launch of the plan. `packed`: count the
+ * CPU family's packed K/V copies too (its prefill kernels read them; decode does not). */
+static int may_window(const attn_plan *plan, int packed)
 {
     const attn__problem *p = &plan->pb;
     if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
@@ -194,57 +195,23 @@ int attn__plan_may_window(const attn_plan *plan)
     const uint64_t kv = (uint64_t)p->batch * (uint64_t)p->kv_len * (uint64_t)p->num_kv_heads * d * es;
     const uint64_t qo = (uint64_t)p->batch * (uint64_t)p->q_len * (uint64_t)p->num_heads * d * es;
     uint64_t big = kv > qo ? kv : qo;
-    if (plan->info.family == ATTN_FAMILY_CPU) {
-        /* Its packed K/V copies: f32 rows of KD_PAD / VD_PAD floats, keys padded. */
+    if (packed) {
+        /* f32 rows of KD_PAD / VD_PAD floats, keys padded. */
         const uint64_t pad = plan->kd_pad > plan->vd_pad ? plan->kd_pad : plan->vd_pad;
-        const uint64_t packed = (uint64_t)p->batch * (uint64_t)p->num_kv_heads *
+        const uint64_t copies = (uint64_t)p->batch * (uint64_t)p->num_kv_heads *
                                 ((uint64_t)p->kv_len + ATTN__CPU_KEY_VEC) * pad * 4;
-        if (packed > big)
-            big = packed;
+        if (copies > big)
+            big = copies;
     }
     return big > plan->ctx->info.max_binding_bytes / 4;
 }
 
+int attn__plan_may_window(const attn_plan *plan)
+{
+    return may_window(plan, !plan->decode && plan->info.family == ATTN_FAMILY_CPU);
+}
+
 #define DECODE_MAX_ROWS 16 /* query rows per kv head the decode kernel holds */
-
-/* Vulkan: rows per work-group (RC in attn_decode.comp) and keys per block (KB). The
- * shader unrolls both, and llvmpipe's compile time at the first dispatch grows steeply
- * with the Q and O values an invocation keeps live and with the unrolled block. Measured
- * here (head_dim 128, 4 rows, f16, cold, under load): 4 rows x 4 keys 27 s (then ~10 ms a
- * run at kv 4096, 32/8 heads), 4 x 1 8.6 s, 2 x 4 6.6 s, 2 x 1 2.7 s (~15-25 ms a run);
- * the element-wise variant 8 s at 2 rows, 30 s at 4. So one key per block and about 512
- * floats of Q and O per group: a kv head's rows spread over several groups, each reading
- * K/V (the prefill shaders take more than 1024 floats of rows, see plan_decode). */
-#define DECODE_KB 1
-static int64_t decode_rc(const attn__problem *p)
-{
-    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
-    const int64_t per_row = (p->head_dim + 3) / 4 * 4 + (p->v_head_dim + 3) / 4 * 4;
-    const int64_t rc = 512 / per_row;
-    return rc < 1 ? 1 : rc > rows ? rows : rc;
-}
-
-/* The decode kernels' defines. Both are specialised to the exact rows per kv head (ROWS);
- * the Vulkan shader also to its LANES invocations per group (the plan's work-group size),
- * its rows per group (RC), KB keys per block, and its K/V words (kv_vec). */
-static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *d)
-{
-    const attn__problem *p = &plan->pb;
-    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
-    uint32_t n = 0;
-    d[n++] = (attn__define){"HEAD_DIM", p->head_dim};
-    d[n++] = (attn__define){"V_HEAD_DIM", p->v_head_dim};
-    d[n++] = (attn__define){"STORAGE_F16", p->dtype == ATTN_DTYPE_F16};
-    d[n++] = (attn__define){"MASK_KIND", p->mask_kind};
-    d[n++] = (attn__define){"ROWS", rows};
-    if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
-        return n;
-    d[n++] = (attn__define){"RC", decode_rc(p)};
-    d[n++] = (attn__define){"LANES", plan->info.work_group_size};
-    d[n++] = (attn__define){"KB", DECODE_KB};
-    d[n++] = (attn__define){"KV_VEC", kv_vec};
-    return n;
-}
 
 /* Vulkan, the shaders that read K/V where they are (decode, and the CPU family's packing):
  * elements per K/V load of the variant kv_vec (KV_VEC, attn_kv_words.glsl), the widest
@@ -274,20 +241,100 @@ static int kv_vec_fit(const attn_plan *plan, int planned, const attn__kparams *k
     return fits;
 }
 
+/* Vulkan: invocations per decode group (LANES in attn_decode.comp): one subgroup where its
+ * size is reasonable (on llvmpipe the 8 lanes of one vector), else 16. */
+static uint64_t decode_lanes(const attn_plan *plan)
+{
+    const uint32_t sg = plan->ctx->info.subgroup_size;
+    return sg >= 4 && sg <= 64 ? sg : 16;
+}
+
+/* Vulkan: lanes per key (DL). The lanes of a group split each K/V row between them, in
+ * words of the plan's widest K/V variant, and add their parts of a score with subgroup
+ * shuffles: as many lanes as the row has words, a power of 2 dividing the group, which
+ * must be one subgroup. Without shuffles a lane takes whole rows (1). */
+static int64_t decode_dl(const attn_plan *plan)
+{
+    const attn__problem *p = &plan->pb;
+    const attn_device_info *dev = &plan->ctx->info;
+    const uint64_t lanes = decode_lanes(plan);
+    if (!plan->spec.subgroup_ops || !(dev->subgroup_ops & ATTN_SUBGROUP_SHUFFLE) || lanes != dev->subgroup_size)
+        return 1;
+    const int64_t epw = kv_vec_epw(plan, kv_vec_widest(plan));
+    const int64_t d = p->head_dim > p->v_head_dim ? p->head_dim : p->v_head_dim;
+    const int64_t words = (d + epw - 1) / epw;
+    int64_t dl = 1;
+    while (dl * 2 <= words && (uint64_t)(dl * 2) <= lanes && lanes % (uint64_t)(dl * 2) == 0)
+        dl *= 2;
+    return dl;
+}
+
+/* Vulkan: the floats of Q and O a lane holds per row: its words of a K row and a V row. */
+static int64_t decode_lane_floats(const attn_plan *plan)
+{
+    const attn__problem *p = &plan->pb;
+    const int64_t dl = decode_dl(plan), epw = kv_vec_epw(plan, kv_vec_widest(plan));
+    return ((p->head_dim + epw - 1) / epw + dl - 1) / dl * epw +
+           ((p->v_head_dim + epw - 1) / epw + dl - 1) / dl * epw;
+}
+
+/* Vulkan: rows per work-group (RC). The shader unrolls them, and llvmpipe's compile time at
+ * the first dispatch grows steeply with the Q and O values an invocation keeps live
+ * (measured with whole rows per lane, head_dim 128, 4 rows, f16, cold, under load: 4 rows
+ * x 4 keys a block 27 s, 4 x 1 8.6 s, 2 x 1 2.7 s); so a lane holds about 512 floats of Q
+ * and O, and where the rows need more they go to several groups, each reading K/V. With
+ * the rows split over DL lanes that is rarely needed. */
+static int64_t decode_rc(const attn_plan *plan)
+{
+    const attn__problem *p = &plan->pb;
+    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
+    const int64_t rc = 512 / decode_lane_floats(plan);
+    return rc < 1 ? 1 : rc > rows ? rows : rc;
+}
+
+/* Keys per lane cluster and block on Vulkan (KB): one rescale of O per block. */
+#define DECODE_KB 2
+
+/* The decode kernels' defines. Both are specialised to the exact rows per kv head (ROWS);
+ * the Vulkan shader also to its LANES invocations per group (the plan's work-group size),
+ * DL lanes per key, RC rows per group, KB keys per block, its K/V words (kv_vec), and, on
+ * a CPU-class device, a read-ahead of the K/V rows (TOUCH). */
+static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *d)
+{
+    const attn__problem *p = &plan->pb;
+    const int64_t rows = p->q_len * (p->num_heads / p->num_kv_heads);
+    uint32_t n = 0;
+    d[n++] = (attn__define){"HEAD_DIM", p->head_dim};
+    d[n++] = (attn__define){"V_HEAD_DIM", p->v_head_dim};
+    d[n++] = (attn__define){"STORAGE_F16", p->dtype == ATTN_DTYPE_F16};
+    d[n++] = (attn__define){"MASK_KIND", p->mask_kind};
+    d[n++] = (attn__define){"ROWS", rows};
+    if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
+        return n;
+    d[n++] = (attn__define){"RC", decode_rc(plan)};
+    d[n++] = (attn__define){"LANES", plan->info.work_group_size};
+    d[n++] = (attn__define){"DL", decode_dl(plan)};
+    d[n++] = (attn__define){"KB", DECODE_KB};
+    d[n++] = (attn__define){"KV_VEC", kv_vec};
+    d[n++] = (attn__define){"TOUCH", plan->info.family == ATTN_FAMILY_CPU};
+    return n;
+}
+
 static attn_status decode_kernels(attn_plan *plan, int kv_vec, void *k[2])
 {
     static const char *const files[] = {"attn_decode.cl"};
     static const char *const entries[] = {"attn_decode", "attn_decode_merge"};
-    attn__define defs[9];
+    attn__define defs[11];
     const uint32_t nd = decode_defines(plan, kv_vec, defs);
     return attn__kernels_get(plan->ctx, files, 1, entries, 2, defs, nd, k);
 }
 
 /* Decode (split-KV) when each kv head has few query rows and many keys: the keys are split
  * so that the device gets enough work-items, and the splits are merged exactly. On Vulkan
- * a split is a group of LANES invocations, each a partial over every LANES-th key of the
- * group's range, so num_splits counts partials (groups x LANES) and split_len is the keys
- * of a group; ranges also stay within a loop-capped device's iterations per invocation. */
+ * a split is a group of LANES invocations in KL = LANES / DL clusters, each a partial over
+ * every KL-th key of the group's range, so num_splits counts partials (groups x KL) and
+ * split_len is the keys of a group; ranges also stay within a loop-capped device's
+ * iterations per invocation. */
 static attn_status plan_decode(attn_plan *plan)
 {
     const attn__problem *p = &plan->pb;
@@ -299,27 +346,26 @@ static attn_status plan_decode(attn_plan *plan)
     /* Patterns, positions and logit transforms are in the prefill kernels only. */
     if (p->feat)
         return ATTN_OK;
-    /* The Vulkan decode shader unrolls its rows and head dims, and the driver's compile
-     * time grows steeply with that code: on llvmpipe 4 rows at head_dim 128 (1024 floats
-     * of Q and O per invocation) took 21 s cold under load, 7 rows at head_dim 256 more
-     * than 4 minutes. Beyond 1024 floats the prefill kernels run instead (exact, slower). */
-    if (glsl && (uint64_t)rows * (uint64_t)(p->head_dim + p->v_head_dim) > 1024)
+    /* The Vulkan decode shader unrolls its rows and a lane's words, and the driver's
+     * compile time grows steeply with that code: on llvmpipe 4 rows at head_dim 128 with
+     * whole rows per lane (1024 floats of Q and O per invocation) took 21 s cold under
+     * load, 7 rows at head_dim 256 more than 4 minutes. Beyond 1024 floats a lane the
+     * prefill kernels run instead (exact, slower). */
+    if (glsl && (uint64_t)rows * (uint64_t)decode_lane_floats(plan) > 1024)
         return ATTN_OK;
     /* Nor where a tensor may be bound in windows: every load of the windowed variant
      * branches over the windows, and llvmpipe took 42 s to compile it for a 141 MiB K
      * (1200 heads, 480 keys). The prefill shader keeps its loops rolled there (1 s). */
-    if (glsl && attn__plan_may_window(plan))
+    if (glsl && may_window(plan, 0))
         return ATTN_OK;
     /* A backend without the decode kernels runs the prefill kernels instead. */
     if (!attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode") ||
         !attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode_merge"))
         return ATTN_OK;
-    /* Vulkan: one subgroup per group where its size is reasonable (on llvmpipe the 8
-     * lanes of one vector), else 16. */
-    const uint64_t lanes = !glsl ? 1
-                           : dev->subgroup_size >= 4 && dev->subgroup_size <= 64 ? dev->subgroup_size
-                                                                                 : 16;
-    const uint64_t block = lanes * (uint64_t)(glsl ? DECODE_KB : 1);
+    /* Vulkan: KL clusters of DL lanes each take a key at a time. */
+    const uint64_t lanes = glsl ? decode_lanes(plan) : 1;
+    const uint64_t kl = glsl ? lanes / (uint64_t)decode_dl(plan) : 1;
+    const uint64_t block = kl * (uint64_t)(glsl ? DECODE_KB : 1);
     const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
     attn__tune_vals tv; /* a tuned row's splits per compute unit, where one applies */
     const attn_tune_source tuned = attn__tune_lookup(plan, ATTN__TUNE_DECODE, &tv);
@@ -328,19 +374,17 @@ static attn_status plan_decode(attn_plan *plan)
                                          : ATTN__DECODE_SPLITS_PER_CU(dev)) * cu;
     const uint64_t slabs = (uint64_t)(p->batch * p->num_kv_heads);
     uint64_t splits = (want + slabs - 1) / slabs;
-    /* At least 64 keys a split (Vulkan: 8 blocks of a group). */
-    const uint64_t min_keys = glsl ? 8 * block : 64;
+    /* At least 64 keys a split (Vulkan: 8 blocks of a group, and 64 keys). */
+    const uint64_t min_keys = glsl ? (8 * block > 64 ? 8 * block : 64) : 64;
     const uint64_t most = ((uint64_t)p->kv_len + min_keys - 1) / min_keys;
     if (splits > most)
         splits = most;
     /* llvmpipe's cap (quirk max_loop_iterations): an invocation of the Vulkan shader loops
-     * once per block of its keys, or, in its element-wise variant (which a run may need:
-     * strided K/V), 1 + head_dim / 4 + v_head_dim / 4 times per key; a range holds what
-     * the latter allows within cap / 2 (a safety factor of 2, as in schedule.c). */
+     * once per block of its cluster's keys (every other loop is unrolled); a range holds
+     * what cap / 2 blocks allow (a safety factor of 2, as in schedule.c). */
     const uint32_t cap = attn__quirks_of(dev).max_loop_iterations;
     if (glsl && cap) {
-        const uint64_t per_key = 1 + (uint64_t)(p->head_dim + 3) / 4 + (uint64_t)(p->v_head_dim + 3) / 4;
-        const uint64_t keys = ((uint64_t)cap / 2 - 16) / per_key * lanes;
+        const uint64_t keys = ((uint64_t)cap / 2 - 16) * block;
         const uint64_t least = ((uint64_t)p->kv_len + keys - 1) / keys;
         if (splits < least)
             splits = least;
@@ -353,7 +397,7 @@ static attn_status plan_decode(attn_plan *plan)
     if (st != ATTN_OK)
         return st;
     plan->decode = 1;
-    plan->num_splits = (uint32_t)(splits * lanes);
+    plan->num_splits = (uint32_t)(splits * kl);
     plan->split_len = (uint32_t)(((uint64_t)p->kv_len + splits - 1) / splits);
     plan->k_dec = k[0];
     plan->k_dec_merge = k[1];
@@ -863,6 +907,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             kdec = kv[0], kmerge = kv[1];
         }
         const size_t lanes = plan->info.work_group_size ? plan->info.work_group_size : 1;
+        const size_t kl = glsl ? lanes / (size_t)decode_dl(plan) : 1;
         la.buffers[0] = q.handle;
         la.buffers[1] = k.handle;
         la.buffers[2] = v.handle;
@@ -871,9 +916,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         la.buffers[5] = op;
         la.buffers[6] = lp;
         la.num_buffers = 7;
-        /* Vulkan: a group per (key range, group of RC rows). */
-        const int64_t rc = decode_rc(p), drows = p->q_len * (p->num_heads / p->num_kv_heads);
-        la.groups[0] = plan->num_splits / lanes * (glsl ? (size_t)((drows + rc - 1) / rc) : 1);
+        /* Vulkan: a group per (key range, group of RC rows), KL partials each. */
+        const int64_t rc = glsl ? decode_rc(plan) : 1, drows = p->q_len * (p->num_heads / p->num_kv_heads);
+        la.groups[0] = plan->num_splits / kl * (glsl ? (size_t)((drows + rc - 1) / rc) : 1);
         la.groups[1] = (size_t)p->num_kv_heads;
         la.groups[2] = (size_t)p->batch;
         la.local[0] = lanes;

@@ -293,6 +293,10 @@ static void attn_vk_fill_info(const attn_vk_caps *c, uint32_t index, attn_device
         info->subgroup_ops = ((ops & VK_SUBGROUP_FEATURE_VOTE_BIT) ? ATTN_SUBGROUP_VOTE : 0) |
                              ((ops & VK_SUBGROUP_FEATURE_BALLOT_BIT) ? ATTN_SUBGROUP_BALLOT : 0) |
                              ((ops & VK_SUBGROUP_FEATURE_SHUFFLE_BIT) ? ATTN_SUBGROUP_SHUFFLE : 0);
+        /* Testing only: as if the device had no subgroup shuffles (the decode shader's
+         * whole-row variant). */
+        if (attn_vk_env_flag("ATTN_VK_NO_SHUFFLE"))
+            info->subgroup_ops &= ~ATTN_SUBGROUP_SHUFFLE;
     }
     info->fp16_compute = c->float16.shaderFloat16 ? 1 : 0;
     info->fp16_storage = 1; /* 16-bit storage, or packed words without it */
