@@ -65,7 +65,7 @@
 #define TOUCH 0 /* read ahead one word per cache line of K/V (CPU-class devices) */
 #endif
 #ifndef TOUCH_AHEAD
-#define TOUCH_AHEAD 1 /* blocks ahead */
+#define TOUCH_AHEAD 1 /* blocks ahead: the next (a block's misses overlap; see KB in plan.c) */
 #endif
 #define KL (LANES / DL) /* clusters: keys taken at once, partials per group */
 #define NRC ((ROWS + RC - 1) / RC) /* groups per key range */
