@@ -73,8 +73,29 @@
 layout(local_size_x = SG, local_size_x_id = 0, local_size_y_id = 1, local_size_z_id = 2) in;
 
 ATTN_STORE_RO(0, q)
+/* The packed rows load as words of 8 floats (u64vec4) where the padded head dims allow
+ * and the head-dim loops are unrolled: a load costs llvmpipe a loop over the lanes with one
+ * scalar load per component, so 64-bit components halve the loads of 32-bit ones (8
+ * heads x 2048 tokens, d=64, interleaved runs: 214 against 270 ms). With the loops rolled
+ * (Q and O in per-lane memory) the words were slower (d=128: 146-181 against 122 ms).
+ * KW: vec4s per K/V word (2 or 1). */
+#if ATTN_VK_INT64 && KD_PAD % 8 == 0 && VD_PAD % 8 == 0 && UNROLL_D && !ATTN_VK_WINDOWED
+#define KW 2
+ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kr)
+ATTN_BUF_RO(2, u64vec4, u64vec4, 5, vp)
+/* Word c of a packed row (at word `row`) as vec4s dst[0], dst[1]. */
+#define ATTN_PACKED_LD(dst, name, row, c)                                                    \
+    {                                                                                        \
+        const u64vec4 w_ = name##_ld((row) + IDX(c));                                        \
+        dst[0] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                     \
+        dst[1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));                     \
+    }
+#else
+#define KW 1
 ATTN_BUF_RO(1, vec4, vec4, 4, kr)
 ATTN_BUF_RO(2, vec4, vec4, 4, vp)
+#define ATTN_PACKED_LD(dst, name, row, c) dst[0] = name##_ld((row) + IDX(c));
+#endif
 ATTN_OUT_WO(3, o)
 ATTN_MASK_RO(4)
 ATTN_BUF_RO(5, int, int, 2, kv_lens)
@@ -161,8 +182,8 @@ void main()
 
     const IDX ld = PI(ld_kv);
     const IDX slab = IDX(b) * PI(num_kv_heads) + IDX(hk);
-    const IDX krb = slab * ld * IDX(NK4);
-    const IDX vpb = slab * ld * IDX(NV4);
+    const IDX krb = slab * ld * IDX(NK4 / KW); /* in words */
+    const IDX vpb = slab * ld * IDX(NV4 / KW);
 #if POS_ALIBI || POS_T5 || POS_SINKS
     const int gh = PN(h_pos) + h; /* the head in the whole problem */
 #endif
@@ -193,13 +214,17 @@ void main()
         [[unroll]] for (int t = 0; t < ROWS * SG; ++t)
             s[t] = 0.0;
         {
-            const IDX row = krb + IDX(j0 + lane) * IDX(NK4);
-            ATTN_D_LOOP for (int c = 0; c < NK4; ++c) {
-                const vec4 kv = kr_ld(row + IDX(c));
-                [[unroll]] for (int t = 0; t < SG; ++t) {
-                    const vec4 kt = subgroupShuffle(kv, uint(t));
-                    [[unroll]] for (int r = 0; r < ROWS; ++r)
-                        s[r * SG + t] += dot(q4[r * NK4 + c], kt);
+            const IDX row = krb + IDX(j0 + lane) * IDX(NK4 / KW);
+            ATTN_D_LOOP for (int cw = 0; cw < NK4 / KW; ++cw) {
+                vec4 kw[KW];
+                ATTN_PACKED_LD(kw, kr, row, cw)
+                [[unroll]] for (int u = 0; u < KW; ++u) {
+                    const int c = cw * KW + u;
+                    [[unroll]] for (int t = 0; t < SG; ++t) {
+                        const vec4 kt = subgroupShuffle(kw[u], uint(t));
+                        [[unroll]] for (int r = 0; r < ROWS; ++r)
+                            s[r * SG + t] += dot(q4[r * NK4 + c], kt);
+                    }
                 }
             }
         }
@@ -284,20 +309,24 @@ void main()
         }
         {
             const bool mine = j0 + lane < len;
-            const IDX row = vpb + IDX(j0 + lane) * IDX(NV4);
-            ATTN_D_LOOP for (int c = 0; c < NV4; ++c) {
-                const vec4 vl = vp_ld(row + IDX(c)); /* in range: a select, not a branch */
-                const vec4 vv = mine ? vl : vec4(0.0);
-                vec4 acc[ROWS];
-                [[unroll]] for (int r = 0; r < ROWS; ++r)
-                    acc[r] = a4[r * NV4 + c] * alpha[r];
-                [[unroll]] for (int t = 0; t < SG; ++t) {
-                    const vec4 vt = subgroupShuffle(vv, uint(t));
+            const IDX row = vpb + IDX(j0 + lane) * IDX(NV4 / KW);
+            ATTN_D_LOOP for (int cw = 0; cw < NV4 / KW; ++cw) {
+                vec4 vw[KW];
+                ATTN_PACKED_LD(vw, vp, row, cw) /* in range: a select, not a branch */
+                [[unroll]] for (int u = 0; u < KW; ++u) {
+                    const int c = cw * KW + u;
+                    const vec4 vv = mine ? vw[u] : vec4(0.0);
+                    vec4 acc[ROWS];
                     [[unroll]] for (int r = 0; r < ROWS; ++r)
-                        acc[r] += pr[r * SG + t] * vt;
+                        acc[r] = a4[r * NV4 + c] * alpha[r];
+                    [[unroll]] for (int t = 0; t < SG; ++t) {
+                        const vec4 vt = subgroupShuffle(vv, uint(t));
+                        [[unroll]] for (int r = 0; r < ROWS; ++r)
+                            acc[r] += pr[r * SG + t] * vt;
+                    }
+                    [[unroll]] for (int r = 0; r < ROWS; ++r)
+                        a4[r * NV4 + c] = acc[r];
                 }
-                [[unroll]] for (int r = 0; r < ROWS; ++r)
-                    a4[r * NV4 + c] = acc[r];
             }
         }
     }
