@@ -74,13 +74,17 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
          * under load 3-4 (same-run ratios): d=64 unrolled with ROWS 2 vs loops with ROWS
          * 4: 19.2 vs 13.1 GFLOP/s, d=16: 17.4 vs 9.3; cold compile d=64 unrolled ROWS 2
          * 1.7 s (ROWS 4: 23 s); loops, ROWS 4: d=128 0.7 s and 17 GFLOP/s, d=256 1.2 s
-         * and 17 GFLOP/s (unrolled d=128 ROWS 4: 82 s). So unrolled with 2 rows while Q
-         * and O fit in 128 floats per row (d <= 64), else loops with 4 rows. */
+         * and 17 GFLOP/s (unrolled d=128 ROWS 4: 82 s). Since the unrolled shader loads
+         * its packed rows in 64-bit words (half the load instructions), d=64 unrolled
+         * compiles cold in 2.3 s with ROWS 2, 2.7 s with 3 and 3.8-4.2 s with 4 (quiet), and
+         * runs 8 heads x 2048 tokens in 214, 155 and 145 ms. So unrolled with 4 rows while
+         * Q and O fit in 128 floats per row (d <= 64), else loops with 4 rows (unrolled
+         * d=128 with 2 rows ran 96 against 122 ms at 1024 tokens, but took 4.5 s cold). */
         const uint64_t per_row = round_up((uint64_t)p->head_dim, 4) + round_up((uint64_t)p->v_head_dim, 4);
         attn__tune_vals tv; /* a tuned row's rows / unroll_d, where one applies */
         info->tune_source = attn__tune_lookup(plan, ATTN__TUNE_CPU, &tv);
         spec->unroll_d = tv.unroll_d != ATTN__TUNE_UNSET ? tv.unroll_d : per_row <= 128;
-        const uint32_t rows = tv.rows != ATTN__TUNE_UNSET ? (uint32_t)tv.rows : spec->unroll_d ? 2 : 4;
+        const uint32_t rows = tv.rows != ATTN__TUNE_UNSET ? (uint32_t)tv.rows : 4;
         spec->block_n = dev->subgroup_size;
         spec->block_m = (long long)rows * spec->block_n;
         spec->vd_vec = 4;
