@@ -19,6 +19,9 @@ typedef struct attn__define {
 } attn__define;
 
 #define ATTN__MAX_LAUNCH_BUFFERS 8
+/* The largest params block of a launch (the Vulkan backend's uniform slots are this big;
+ * src/core/kernels.h checks attn__kparams against it). */
+#define ATTN__MAX_PARAMS_BYTES 1024
 
 /* One kernel launch. Buffers bind to the kernel's buffer arguments in order (OpenCL: the
  * first arguments; GLSL: bindings 0..n-1); a NULL buffer binds nothing/NULL. The params

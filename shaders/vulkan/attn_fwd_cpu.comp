@@ -28,8 +28,8 @@
  * 16-key tiles the group's query block computes (a tile is one or two blocks), a partial
  * tile's bits per row; RoPE rotates the loaded Q rows (K is rotated by the packing
  * shader); soft-cap, ALiBi and T5 apply per score; sinks fold into each row at the end.
- * Buffers: 0 q, 1 kr (K rows, KD_PAD floats), 2 vp (V rows, VD_PAD floats), 3 o, 4 mask,
- * 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups (ceil(q_len / BLOCK_M), num_heads,
+ * Buffers: 0 q, 1 kr (K rows, KD_PAD floats; or K itself), 2 vp (V rows, VD_PAD floats;
+ * or V itself), 3 o, 4 mask, 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups (ceil(q_len / BLOCK_M), num_heads,
  * batch), local (SG, 1, 1); the group must be one subgroup (the planner sets SG to the
  * device's subgroup size). */
 #extension GL_GOOGLE_include_directive : require
@@ -180,10 +180,19 @@ void main()
         l[r] = 0.0;
     }
 
-    const IDX ld = PI(ld_kv);
+    /* Key j's K row is word krb + j * krs, its V row vpb + j * vps: in the packed copies
+     * (ld_kv rows per (batch, kv head)), or, with kv_direct, where the caller put them
+     * (f32, unit element stride, offsets and strides in whole words: the planner checks,
+     * attn__plan_kv_direct), rows past kv_len clamped to the last one (masked anyway). */
+    const bool direct = PN(kv_direct) != 0;
     const IDX slab = IDX(b) * PI(num_kv_heads) + IDX(hk);
-    const IDX krb = slab * ld * IDX(NK4 / KW); /* in words */
-    const IDX vpb = slab * ld * IDX(NV4 / KW);
+    const IDX krb = direct ? (PI(k_off) + IDX(b) * PI(k_s0) + IDX(hk) * PI(k_s2)) / IDX(4 * KW)
+                           : slab * PI(ld_kv) * IDX(NK4 / KW);
+    const IDX vpb = direct ? (PI(v_off) + IDX(b) * PI(v_s0) + IDX(hk) * PI(v_s2)) / IDX(4 * KW)
+                           : slab * PI(ld_kv) * IDX(NV4 / KW);
+    const IDX krs = direct ? PI(k_s1) / IDX(4 * KW) : IDX(NK4 / KW);
+    const IDX vps = direct ? PI(v_s1) / IDX(4 * KW) : IDX(NV4 / KW);
+    const int jlast = direct ? PN(kv_len) - 1 : 0x7fffffff;
 #if POS_ALIBI || POS_T5 || POS_SINKS
     const int gh = PN(h_pos) + h; /* the head in the whole problem */
 #endif
@@ -208,13 +217,13 @@ void main()
     [[dont_unroll]] for (int j0 = 0; j0 < kend; j0 += SG) {
 #endif
         /* This lane's key of the block: the packed copy has ld rows, kend rounded up to SG
-         * at least, so the loads are in range; V rows past the batch's length read as zero
-         * (the source may hold anything there). */
+         * at least, and direct rows are clamped, so the loads are in range; V rows past the
+         * batch's length read as zero (the source may hold anything there). */
         float s[ROWS * SG];
         [[unroll]] for (int t = 0; t < ROWS * SG; ++t)
             s[t] = 0.0;
         {
-            const IDX row = krb + IDX(j0 + lane) * IDX(NK4 / KW);
+            const IDX row = krb + IDX(min(j0 + lane, jlast)) * krs;
             ATTN_D_LOOP for (int cw = 0; cw < NK4 / KW; ++cw) {
                 vec4 kw[KW];
                 ATTN_PACKED_LD(kw, kr, row, cw)
@@ -309,7 +318,7 @@ void main()
         }
         {
             const bool mine = j0 + lane < len;
-            const IDX row = vpb + IDX(j0 + lane) * IDX(NV4 / KW);
+            const IDX row = vpb + IDX(min(j0 + lane, jlast)) * vps;
             ATTN_D_LOOP for (int cw = 0; cw < NV4 / KW; ++cw) {
                 vec4 vw[KW];
                 ATTN_PACKED_LD(vw, vp, row, cw) /* in range: a select, not a branch */

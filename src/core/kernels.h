@@ -17,6 +17,7 @@
     X(l_off) X(l_s0) X(l_s1) X(l_s2)                                                          \
     X(batch) X(num_heads) X(num_kv_heads) X(q_len) X(kv_len)                                  \
     X(ld_kv) /* keys per (batch, kv head) in packed K^T / V scratch */                        \
+    X(kv_direct) /* Vulkan CPU-class kernel: K/V read where they are, no packed copies */      \
     X(causal) X(has_kv_lens) X(want_lse) /* run-time switches: no extra JIT variants */      \
     X(q_pos) X(k_pos)     /* global index of this launch's first query row / first key */  \
     X(q_total) X(kv_total) /* the whole problem's q_len / kv_len (causal alignment) */      \
@@ -40,6 +41,7 @@ typedef struct attn__kparams {
     ATTN__KPARAMS_F32(ATTN__X)
 #undef ATTN__X
 } attn__kparams;
+_Static_assert(sizeof(attn__kparams) <= ATTN__MAX_PARAMS_BYTES, "the params block outgrew a launch's slot");
 
 #define ATTN__MAX_PROGRAM_KERNELS 4
 

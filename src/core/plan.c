@@ -453,6 +453,24 @@ static attn_status compile_program(attn_plan *plan, int chunked)
     return ATTN_OK;
 }
 
+/* The packing exists to convert storage to f32, rotate K (RoPE) and pad the head dims to
+ * whole vec4s; where none of that is needed, the kernel's K/V words (8 floats where it
+ * loads u64vec4 words, else 4: attn_fwd_cpu.comp, KW) can come straight from the caller's
+ * rows: unit element stride, offsets and strides in whole words. Packing a 65,536-key
+ * problem took llvmpipe ~190 ms, 12% of a sliding-window run over it. */
+int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
+{
+    const attn__problem *p = &plan->pb;
+    if (plan->ctx->ops->lang != ATTN__LANG_GLSL || plan->info.family != ATTN_FAMILY_CPU ||
+        p->dtype != ATTN_DTYPE_F32 || (plan->spec.pos_flags & ATTN__POS_ROPE) ||
+        plan->kd_pad != (uint32_t)p->head_dim || plan->vd_pad != (uint32_t)p->v_head_dim)
+        return 0;
+    const int64_t w = plan->kd_pad % 8 == 0 && plan->vd_pad % 8 == 0 && plan->spec.unroll_d ? 8 : 4;
+    const int64_t kv_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2 | kp->v_off | kp->v_s0 |
+                          kp->v_s1 | kp->v_s2;
+    return kp->k_s3 == 1 && kp->v_s3 == 1 && kv_or % w == 0;
+}
+
 attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, void *planned,
                                    void **kernel)
 {
@@ -948,7 +966,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             return st;
         return ctx->ops->finish(ctx->dev);
     }
-    if (plan->info.family == ATTN_FAMILY_CPU) {
+    const int cpu = plan->info.family == ATTN_FAMILY_CPU;
+    kp.kv_direct = attn__plan_kv_direct(plan, &kp);
+    if (cpu && !kp.kv_direct) {
         /* Pack K and V per (batch, kv head) into f32 tiles of 16 keys (K^T, and V in
          * vd_vec-column blocks), zero-padded to a multiple of 16 keys, so the main loops read
          * each tile sequentially (attn_pack.cl). */
@@ -975,10 +995,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         if ((st = attn__enqueue(ctx, pack, &la)))
             return st;
     }
-    int cpu = plan->info.family == ATTN_FAMILY_CPU;
     la.buffers[0] = q.handle;
-    la.buffers[1] = cpu ? kt : k.handle;
-    la.buffers[2] = cpu ? vp : v.handle;
+    la.buffers[1] = cpu && !kp.kv_direct ? kt : k.handle;
+    la.buffers[2] = cpu && !kp.kv_direct ? vp : v.handle;
     la.buffers[3] = o.handle;
     la.buffers[4] = m.handle;
     la.buffers[5] = lens;

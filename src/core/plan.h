@@ -105,6 +105,10 @@ uint64_t attn__probs_bytes(const attn_plan *plan);
 attn_status attn__probs_run(attn_plan *plan, const attn__kparams *main_kp, void *q, void *k,
                             void *mask, void *lens, void *lse, void *aux);
 
+/* Whether the Vulkan CPU-class kernel reads a launch's K and V (kp) where they are, with no
+ * packed copies and no packing launch (attn_fwd_cpu.comp, kv_direct). */
+int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp);
+
 /* The CPU family's packing kernel for a launch's K/V (kp): `planned` (k_pack or k_cpack),
  * or on Vulkan, where their layout does not fit its K/V words, a narrower variant (plan.c). */
 attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, void *planned,

@@ -776,7 +776,7 @@ static attn_status attn_vk_setup(attn_vk_device *d)
     uint64_t align = d->props.limits.minUniformBufferOffsetAlignment;
     if (align < 16)
         align = 16;
-    d->params_stride = (uint32_t)((512 + align - 1) / align * align);
+    d->params_stride = (uint32_t)((ATTN__MAX_PARAMS_BYTES + align - 1) / align * align);
     attn_vk_frame f = {0};
     attn_status st = attn_vk_frame_make(d, &f);
     attn_vk_frame_swap(d, &f); /* the device's fields were empty: f is empty again */
