@@ -445,7 +445,9 @@ static attn_buffer *pack_kv_buffer(attn_context *ctx, const float *x, attn_dtype
  * library buffers at element offsets and row pads that fit the widest words (8 floats, 16
  * halves), only vec4 words, or none (an odd offset; V with element stride 2), in f32 and
  * f16 (native and packed f16 storage), in one pass and scheduled (the chunks' offsets),
- * each against the reference. */
+ * each against the reference. In f32 the layouts whose offsets and strides are whole
+ * 8-float words (the first three) skip the packing: attn_fwd_cpu.comp reads K/V where
+ * they are (attn__plan_kv_direct); the others are packed. */
 START_TEST(test_pack_layouts)
 {
     static const struct {
