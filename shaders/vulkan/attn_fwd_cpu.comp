@@ -62,10 +62,17 @@
 #define ROWS (BLOCK_M / BLOCK_N)
 /* Windowed bindings turn every load into a branch over the windows, and unrolled those
  * made llvmpipe's first-dispatch compile take 19 s (1200 heads, 141 MiB K): loops there. */
-#if UNROLL_D && !ATTN_VK_WINDOWED
+#if UNROLL_D == 1 && !ATTN_VK_WINDOWED
 #define ATTN_D_LOOP [[unroll]]
 #else
 #define ATTN_D_LOOP [[dont_unroll]]
+#endif
+/* The loops over O's columns: unrolled with UNROLL_D 2 too (O in registers, Q in per-lane
+ * memory). */
+#if UNROLL_D && !ATTN_VK_WINDOWED
+#define ATTN_DV_LOOP [[unroll]]
+#else
+#define ATTN_DV_LOOP [[dont_unroll]]
 #endif
 #define NK4 (KD_PAD / 4) /* vec4s per packed K row */
 #define NV4 (VD_PAD / 4) /* vec4s per packed V row */
@@ -74,27 +81,36 @@ layout(local_size_x = SG, local_size_x_id = 0, local_size_y_id = 1, local_size_z
 
 ATTN_STORE_RO(0, q)
 /* The packed rows load as words of 8 floats (u64vec4) where the padded head dims allow
- * and the head-dim loops are unrolled: a load costs llvmpipe a loop over the lanes with one
- * scalar load per component, so 64-bit components halve the loads of 32-bit ones (8
- * heads x 2048 tokens, d=64, interleaved runs: 214 against 270 ms). With the loops rolled
- * (Q and O in per-lane memory) the words were slower (d=128: 146-181 against 122 ms).
- * KW: vec4s per K/V word (2 or 1). */
-#if ATTN_VK_INT64 && KD_PAD % 8 == 0 && VD_PAD % 8 == 0 && UNROLL_D && !ATTN_VK_WINDOWED
-#define KW 2
-ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kr)
-ATTN_BUF_RO(2, u64vec4, u64vec4, 5, vp)
-/* Word c of a packed row (at word `row`) as vec4s dst[0], dst[1]. */
-#define ATTN_PACKED_LD(dst, name, row, c)                                                    \
+ * and the loops over them are unrolled: a load costs llvmpipe a loop over the lanes with
+ * one scalar load per component, so 64-bit components halve the loads of 32-bit ones (8
+ * heads x 2048 tokens, d=64, interleaved runs: 214 against 270 ms). In a rolled loop (Q or
+ * O in per-lane memory) the words were slower (d=128: 146-181 against 122 ms). KWK, KWV:
+ * vec4s per K / V word (2 or 1); ATTN_LD_W<n>: word c of a packed row (at word `row`) as
+ * vec4s dst[0 .. n - 1]. */
+#define ATTN_LD_W1(dst, name, row, c) dst[0] = name##_ld((row) + IDX(c));
+#define ATTN_LD_W2(dst, name, row, c)                                                        \
     {                                                                                        \
         const u64vec4 w_ = name##_ld((row) + IDX(c));                                        \
         dst[0] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                     \
         dst[1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));                     \
     }
+#if ATTN_VK_INT64 && KD_PAD % 8 == 0 && UNROLL_D == 1 && !ATTN_VK_WINDOWED
+#define KWK 2
+ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kr)
+#define ATTN_K_LD ATTN_LD_W2
 #else
-#define KW 1
+#define KWK 1
 ATTN_BUF_RO(1, vec4, vec4, 4, kr)
+#define ATTN_K_LD ATTN_LD_W1
+#endif
+#if ATTN_VK_INT64 && VD_PAD % 8 == 0 && UNROLL_D != 0 && !ATTN_VK_WINDOWED
+#define KWV 2
+ATTN_BUF_RO(2, u64vec4, u64vec4, 5, vp)
+#define ATTN_V_LD ATTN_LD_W2
+#else
+#define KWV 1
 ATTN_BUF_RO(2, vec4, vec4, 4, vp)
-#define ATTN_PACKED_LD(dst, name, row, c) dst[0] = name##_ld((row) + IDX(c));
+#define ATTN_V_LD ATTN_LD_W1
 #endif
 ATTN_OUT_WO(3, o)
 ATTN_MASK_RO(4)
@@ -149,7 +165,7 @@ void main()
                 const int i = min(i0 + lane + r * SG, q_len - 1);
                 const IDX t = PI(a_rope_q) + (IDX(PN(q_pos) + i) * IDX(hp) + IDX(pm)) * IDX(2);
                 const float cs = AUX_F(t), sn = AUX_F(t + IDX(1));
-#if UNROLL_D && !ATTN_VK_WINDOWED
+#if UNROLL_D == 1 && !ATTN_VK_WINDOWED
                 float xa = 0.0, xb = 0.0;
                 [[unroll]] for (int c = 0; c < NK4; ++c)
                     [[unroll]] for (int e = 0; e < 4; ++e) {
@@ -172,7 +188,7 @@ void main()
     }
 #endif
     vec4 a4[ROWS * NV4];
-    ATTN_D_LOOP for (int c = 0; c < ROWS * NV4; ++c)
+    ATTN_DV_LOOP for (int c = 0; c < ROWS * NV4; ++c)
         a4[c] = vec4(0.0);
     float m[ROWS], l[ROWS];
     [[unroll]] for (int r = 0; r < ROWS; ++r) {
@@ -186,12 +202,12 @@ void main()
      * attn__plan_kv_direct), rows past kv_len clamped to the last one (masked anyway). */
     const bool direct = PN(kv_direct) != 0;
     const IDX slab = IDX(b) * PI(num_kv_heads) + IDX(hk);
-    const IDX krb = direct ? (PI(k_off) + IDX(b) * PI(k_s0) + IDX(hk) * PI(k_s2)) / IDX(4 * KW)
-                           : slab * PI(ld_kv) * IDX(NK4 / KW);
-    const IDX vpb = direct ? (PI(v_off) + IDX(b) * PI(v_s0) + IDX(hk) * PI(v_s2)) / IDX(4 * KW)
-                           : slab * PI(ld_kv) * IDX(NV4 / KW);
-    const IDX krs = direct ? PI(k_s1) / IDX(4 * KW) : IDX(NK4 / KW);
-    const IDX vps = direct ? PI(v_s1) / IDX(4 * KW) : IDX(NV4 / KW);
+    const IDX krb = direct ? (PI(k_off) + IDX(b) * PI(k_s0) + IDX(hk) * PI(k_s2)) / IDX(4 * KWK)
+                           : slab * PI(ld_kv) * IDX(NK4 / KWK);
+    const IDX vpb = direct ? (PI(v_off) + IDX(b) * PI(v_s0) + IDX(hk) * PI(v_s2)) / IDX(4 * KWV)
+                           : slab * PI(ld_kv) * IDX(NV4 / KWV);
+    const IDX krs = direct ? PI(k_s1) / IDX(4 * KWK) : IDX(NK4 / KWK);
+    const IDX vps = direct ? PI(v_s1) / IDX(4 * KWV) : IDX(NV4 / KWV);
     const int jlast = direct ? PN(kv_len) - 1 : 0x7fffffff;
 #if POS_ALIBI || POS_T5 || POS_SINKS
     const int gh = PN(h_pos) + h; /* the head in the whole problem */
@@ -224,11 +240,11 @@ void main()
             s[t] = 0.0;
         {
             const IDX row = krb + IDX(min(j0 + lane, jlast)) * krs;
-            ATTN_D_LOOP for (int cw = 0; cw < NK4 / KW; ++cw) {
-                vec4 kw[KW];
-                ATTN_PACKED_LD(kw, kr, row, cw)
-                [[unroll]] for (int u = 0; u < KW; ++u) {
-                    const int c = cw * KW + u;
+            ATTN_D_LOOP for (int cw = 0; cw < NK4 / KWK; ++cw) {
+                vec4 kw[KWK];
+                ATTN_K_LD(kw, kr, row, cw)
+                [[unroll]] for (int u = 0; u < KWK; ++u) {
+                    const int c = cw * KWK + u;
                     [[unroll]] for (int t = 0; t < SG; ++t) {
                         const vec4 kt = subgroupShuffle(kw[u], uint(t));
                         [[unroll]] for (int r = 0; r < ROWS; ++r)
@@ -319,11 +335,11 @@ void main()
         {
             const bool mine = j0 + lane < len;
             const IDX row = vpb + IDX(min(j0 + lane, jlast)) * vps;
-            ATTN_D_LOOP for (int cw = 0; cw < NV4 / KW; ++cw) {
-                vec4 vw[KW];
-                ATTN_PACKED_LD(vw, vp, row, cw) /* in range: a select, not a branch */
-                [[unroll]] for (int u = 0; u < KW; ++u) {
-                    const int c = cw * KW + u;
+            ATTN_DV_LOOP for (int cw = 0; cw < NV4 / KWV; ++cw) {
+                vec4 vw[KWV];
+                ATTN_V_LD(vw, vp, row, cw) /* in range: a select, not a branch */
+                [[unroll]] for (int u = 0; u < KWV; ++u) {
+                    const int c = cw * KWV + u;
                     const vec4 vv = mine ? vw[u] : vec4(0.0);
                     vec4 acc[ROWS];
                     [[unroll]] for (int r = 0; r < ROWS; ++r)
@@ -352,7 +368,7 @@ void main()
                 inv *= attn_sink_fold(gh, m[r], l[r]);
 #endif
             const IDX base = PI(o_off) + IDX(b) * PI(o_s0) + IDX(i) * PI(o_s1) + IDX(h) * PI(o_s2);
-            ATTN_D_LOOP for (int c = 0; c < NV4; ++c)
+            ATTN_DV_LOOP for (int c = 0; c < NV4; ++c)
                 [[unroll]] for (int e = 0; e < 4; ++e)
                     if (4 * c + e < V_HEAD_DIM) {
                         STORE_O(o, base + IDX(4 * c + e) * PI(o_s3), a4[r * NV4 + c][e] * inv);

@@ -77,14 +77,20 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
          * and 17 GFLOP/s (unrolled d=128 ROWS 4: 82 s). Since the unrolled shader loads
          * its packed rows in 64-bit words (half the load instructions), d=64 unrolled
          * compiles cold in 2.3 s with ROWS 2, 2.7 s with 3 and 3.8-4.2 s with 4 (quiet), and
-         * runs 8 heads x 2048 tokens in 214, 155 and 145 ms. So unrolled with 4 rows while
-         * Q and O fit in 128 floats per row (d <= 64), else loops with 4 rows (unrolled
-         * d=128 with 2 rows ran 96 against 122 ms at 1024 tokens, but took 4.5 s cold). */
+         * runs 8 heads x 2048 tokens in 214, 155 and 145 ms. So 4 rows, with every head-dim
+         * loop unrolled (UNROLL_D 1) while Q and O fit in 128 floats per row (d <= 64).
+         * Above, only O's loops unrolled (UNROLL_D 2: O in registers, at most 512 floats a
+         * lane; Q in per-lane memory, which the score loop only reads): d=128, 8 heads x
+         * 1024 tokens, 88-96 against 112-115 ms with all loops rolled (alternating runs),
+         * 3.3 s cold. (Unrolled d=128 with 2 rows ran 96 against 122 ms but took 4.5 s.) */
         const uint64_t per_row = round_up((uint64_t)p->head_dim, 4) + round_up((uint64_t)p->v_head_dim, 4);
         attn__tune_vals tv; /* a tuned row's rows / unroll_d, where one applies */
         info->tune_source = attn__tune_lookup(plan, ATTN__TUNE_CPU, &tv);
-        spec->unroll_d = tv.unroll_d != ATTN__TUNE_UNSET ? tv.unroll_d : per_row <= 128;
         const uint32_t rows = tv.rows != ATTN__TUNE_UNSET ? (uint32_t)tv.rows : 4;
+        spec->unroll_d = tv.unroll_d != ATTN__TUNE_UNSET ? tv.unroll_d
+                         : per_row <= 128                                          ? 1
+                         : rows * round_up((uint64_t)p->v_head_dim, 4) <= 512       ? 2
+                                                                                    : 0;
         spec->block_n = dev->subgroup_size;
         spec->block_m = (long long)rows * spec->block_n;
         spec->vd_vec = 4;
@@ -454,10 +460,12 @@ static attn_status compile_program(attn_plan *plan, int chunked)
 }
 
 /* The packing exists to convert storage to f32, rotate K (RoPE) and pad the head dims to
- * whole vec4s; where none of that is needed, the kernel's K/V words (8 floats where it
- * loads u64vec4 words, else 4: attn_fwd_cpu.comp, KW) can come straight from the caller's
- * rows: unit element stride, offsets and strides in whole words. Packing a 65,536-key
- * problem took llvmpipe ~190 ms, 12% of a sliding-window run over it. */
+ * whole vec4s; where none of that is needed, the kernel's K and V words can come straight
+ * from the caller's rows: unit element stride, offsets and strides in whole words. A word
+ * is 8 floats where the kernel loads u64vec4 words (K: head-dim loops unrolled, V: O's
+ * loops unrolled, both with padded dims of whole words; attn_fwd_cpu.comp, KWK / KWV),
+ * else 4 (conservative: without int64 or with windows the kernel takes 4 anyway). Packing
+ * a 65,536-key problem took llvmpipe ~190 ms, 12% of a sliding-window run over it. */
 int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
 {
     const attn__problem *p = &plan->pb;
@@ -465,10 +473,11 @@ int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
         p->dtype != ATTN_DTYPE_F32 || (plan->spec.pos_flags & ATTN__POS_ROPE) ||
         plan->kd_pad != (uint32_t)p->head_dim || plan->vd_pad != (uint32_t)p->v_head_dim)
         return 0;
-    const int64_t w = plan->kd_pad % 8 == 0 && plan->vd_pad % 8 == 0 && plan->spec.unroll_d ? 8 : 4;
-    const int64_t kv_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2 | kp->v_off | kp->v_s0 |
-                          kp->v_s1 | kp->v_s2;
-    return kp->k_s3 == 1 && kp->v_s3 == 1 && kv_or % w == 0;
+    const int64_t wk = plan->kd_pad % 8 == 0 && plan->spec.unroll_d == 1 ? 8 : 4;
+    const int64_t wv = plan->vd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4;
+    const int64_t k_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2;
+    const int64_t v_or = kp->v_off | kp->v_s0 | kp->v_s1 | kp->v_s2;
+    return kp->k_s3 == 1 && kp->v_s3 == 1 && k_or % wk == 0 && v_or % wv == 0;
 }
 
 attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, void *planned,

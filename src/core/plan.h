@@ -31,7 +31,7 @@ typedef struct attn__kspec {
     X(VD_VEC, vd_vec)    /* CPU: v_head_dim columns per P·V register tile */                  \
     X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */                               \
     X(KD_PAD, kd_pad)    /* CPU: floats per packed K row (Vulkan: head_dim padded to 4) */    \
-    X(UNROLL_D, unroll_d) /* Vulkan CPU: head-dim loops unrolled (registers, slow compile) */  \
+    X(UNROLL_D, unroll_d) /* Vulkan CPU: head-dim loops unrolled (1), O's only (2), none (0) */ \
     X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */     \
     X(SUBGROUP_OPS, subgroup_ops) /* GPU: subgroup operations allowed (caps + quirks) */  \
     X(SPARSE, sparse)    /* issue 6: a tile map lists the key tiles of each query block */  \

@@ -141,8 +141,11 @@ static uint64_t keys_cap_loops(const attn_plan *plan)
         /* The windowed variant keeps its head-dim loops whatever UNROLL_D says
          * (attn_fwd_cpu.comp). */
         per_block = 1 + (plan->pb.mask_kind != ATTN_MASK_NONE ? bn : 0);
-        if (!plan->spec.unroll_d || attn__plan_may_window(plan))
-            per_block += (uint64_t)(plan->spec.kd_pad + plan->spec.vd_pad) / 4;
+        const int win = attn__plan_may_window(plan);
+        if (plan->spec.unroll_d != 1 || win) /* the score loop over K's vec4s */
+            per_block += (uint64_t)plan->spec.kd_pad / 4;
+        if (plan->spec.unroll_d == 0 || win) /* the P.V loop over V's vec4s */
+            per_block += (uint64_t)plan->spec.vd_pad / 4;
         if (plan->spec.pos_flags & ATTN__POS_T5)
             per_block += bn + 1;
     } else {
