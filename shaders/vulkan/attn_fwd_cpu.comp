@@ -81,10 +81,10 @@ layout(local_size_x = SG, local_size_x_id = 0, local_size_y_id = 1, local_size_z
 
 ATTN_STORE_RO(0, q)
 /* The packed rows load as words of 8 floats (u64vec4) where the padded head dims allow
- * and the loops over them are unrolled: a load costs llvmpipe a loop over the lanes with
- * one scalar load per component, so 64-bit components halve the loads of 32-bit ones (8
- * heads x 2048 tokens, d=64, interleaved runs: 214 against 270 ms). In a rolled loop (Q or
- * O in per-lane memory) the words were slower (d=128: 146-181 against 122 ms). KWK, KWV:
+ * and O's loops are unrolled: a load costs llvmpipe a loop over the lanes with one scalar
+ * load per component, so 64-bit components halve the loads of 32-bit ones (8 heads x 2048
+ * tokens, d=64, interleaved runs: 214 against 270 ms). With every loop rolled (Q and O in
+ * per-lane memory) the words were slower (d=128: 146-181 against 122 ms). KWK, KWV:
  * vec4s per K / V word (2 or 1); ATTN_LD_W<n>: word c of a packed row (at word `row`) as
  * vec4s dst[0 .. n - 1]. */
 #define ATTN_LD_W1(dst, name, row, c) dst[0] = name##_ld((row) + IDX(c));
@@ -94,7 +94,7 @@ ATTN_STORE_RO(0, q)
         dst[0] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                     \
         dst[1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));                     \
     }
-#if ATTN_VK_INT64 && KD_PAD % 8 == 0 && UNROLL_D == 1 && !ATTN_VK_WINDOWED
+#if ATTN_VK_INT64 && KD_PAD % 8 == 0 && UNROLL_D != 0 && !ATTN_VK_WINDOWED
 #define KWK 2
 ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kr)
 #define ATTN_K_LD ATTN_LD_W2
@@ -102,6 +102,14 @@ ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kr)
 #define KWK 1
 ATTN_BUF_RO(1, vec4, vec4, 4, kr)
 #define ATTN_K_LD ATTN_LD_W1
+#endif
+/* With UNROLL_D 2 the score loop reads Q from per-lane memory as u64vec4 words too (QW):
+ * llvmpipe loads that memory lane by lane and component by component like a buffer (d=128,
+ * 8 heads x 1024 tokens, alternating builds: 80-83 against 85-94 ms with vec4s). */
+#if KWK == 2 && UNROLL_D == 2
+#define QW 1
+#else
+#define QW 0
 #endif
 #if ATTN_VK_INT64 && VD_PAD % 8 == 0 && UNROLL_D != 0 && !ATTN_VK_WINDOWED
 #define KWV 2
@@ -187,6 +195,13 @@ void main()
         }
     }
 #endif
+#if QW
+    u64vec4 qw[ROWS * NK4 / 2];
+    [[dont_unroll]] for (int c = 0; c < ROWS * NK4 / 2; ++c) {
+        const uvec4 x = floatBitsToUint(q4[2 * c]), y = floatBitsToUint(q4[2 * c + 1]);
+        qw[c] = u64vec4(pack64(x.xy), pack64(x.zw), pack64(y.xy), pack64(y.zw));
+    }
+#endif
     vec4 a4[ROWS * NV4];
     ATTN_DV_LOOP for (int c = 0; c < ROWS * NV4; ++c)
         a4[c] = vec4(0.0);
@@ -243,14 +258,26 @@ void main()
             ATTN_D_LOOP for (int cw = 0; cw < NK4 / KWK; ++cw) {
                 vec4 kw[KWK];
                 ATTN_K_LD(kw, kr, row, cw)
+#if QW
+                vec4 qv[ROWS * 2];
+                [[unroll]] for (int r = 0; r < ROWS; ++r) {
+                    const u64vec4 w = qw[r * (NK4 / 2) + cw];
+                    qv[2 * r] = uintBitsToFloat(uvec4(unpack32(w.x), unpack32(w.y)));
+                    qv[2 * r + 1] = uintBitsToFloat(uvec4(unpack32(w.z), unpack32(w.w)));
+                }
+#define ATTN_QV(r, u, c) qv[2 * (r) + (u)]
+#else
+#define ATTN_QV(r, u, c) q4[(r) * NK4 + (c)]
+#endif
                 [[unroll]] for (int u = 0; u < KWK; ++u) {
                     const int c = cw * KWK + u;
                     [[unroll]] for (int t = 0; t < SG; ++t) {
                         const vec4 kt = subgroupShuffle(kw[u], uint(t));
                         [[unroll]] for (int r = 0; r < ROWS; ++r)
-                            s[r * SG + t] += dot(q4[r * NK4 + c], kt);
+                            s[r * SG + t] += dot(ATTN_QV(r, u, c), kt);
                     }
                 }
+#undef ATTN_QV
             }
         }
 #if MASK_KIND != 0

@@ -462,8 +462,8 @@ static attn_status compile_program(attn_plan *plan, int chunked)
 /* The packing exists to convert storage to f32, rotate K (RoPE) and pad the head dims to
  * whole vec4s; where none of that is needed, the kernel's K and V words can come straight
  * from the caller's rows: unit element stride, offsets and strides in whole words. A word
- * is 8 floats where the kernel loads u64vec4 words (K: head-dim loops unrolled, V: O's
- * loops unrolled, both with padded dims of whole words; attn_fwd_cpu.comp, KWK / KWV),
+ * is 8 floats where the kernel loads u64vec4 words (unroll_d 1 or 2, padded dims of whole
+ * words; attn_fwd_cpu.comp, KWK / KWV),
  * else 4 (conservative: without int64 or with windows the kernel takes 4 anyway). Packing
  * a 65,536-key problem took llvmpipe ~190 ms, 12% of a sliding-window run over it. */
 int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
@@ -473,7 +473,7 @@ int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
         p->dtype != ATTN_DTYPE_F32 || (plan->spec.pos_flags & ATTN__POS_ROPE) ||
         plan->kd_pad != (uint32_t)p->head_dim || plan->vd_pad != (uint32_t)p->v_head_dim)
         return 0;
-    const int64_t wk = plan->kd_pad % 8 == 0 && plan->spec.unroll_d == 1 ? 8 : 4;
+    const int64_t wk = plan->kd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4;
     const int64_t wv = plan->vd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4;
     const int64_t k_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2;
     const int64_t v_or = kp->v_off | kp->v_s0 | kp->v_s1 | kp->v_s2;
