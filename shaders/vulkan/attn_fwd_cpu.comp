@@ -18,20 +18,22 @@
  *   - scores, softmax and the O update stay in each lane: no reductions across lanes.
  * Measured on llvmpipe (8 heads, 2048 tokens, d=64): subgroupBroadcast costs ~5x a
  * subgroupShuffle there, hence the shuffle with a lane index.
- * With UNROLL_D the head-dim loops are unrolled, so the Q rows and the accumulators are
+ * With UNROLL_D 1 the head-dim loops are unrolled, so the Q rows and the accumulators are
  * registers, not per-lane memory, and the only loop left per invocation is the one over
  * key blocks (llvmpipe's 65535-iteration cap allows SG * 65535 keys per launch). The
- * driver's compile time grows steeply with the unrolled code, so for large head dims the
- * planner keeps these loops (UNROLL_D 0): Q and O then live in per-lane memory, slower
- * to run but quick to compile. Online softmax in base 2 (FlashAttention recurrence), one rescale per block.
+ * driver's compile time grows steeply with the unrolled code, so for larger head dims the
+ * planner unrolls only O's loops (UNROLL_D 2: Q lives in per-lane memory, as 64-bit
+ * words), and beyond that none (UNROLL_D 0: Q and O in per-lane memory, slower to run but
+ * quick to compile). Online softmax in base 2 (FlashAttention recurrence), one rescale
+ * per block.
  * Issue 6 (attn_features.glsl): with a tile map the key blocks come from the runs of
  * 16-key tiles the group's query block computes (a tile is one or two blocks), a partial
  * tile's bits per row; RoPE rotates the loaded Q rows (K is rotated by the packing
  * shader); soft-cap, ALiBi and T5 apply per score; sinks fold into each row at the end.
  * Buffers: 0 q, 1 kr (K rows, KD_PAD floats; or K itself), 2 vp (V rows, VD_PAD floats;
- * or V itself), 3 o, 4 mask, 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups (ceil(q_len / BLOCK_M), num_heads,
- * batch), local (SG, 1, 1); the group must be one subgroup (the planner sets SG to the
- * device's subgroup size). */
+ * or V itself), 3 o, 4 mask, 5 kv_lens, 6 lse, 7 aux (issue 6). Launch: groups
+ * (ceil(q_len / BLOCK_M), num_heads, batch), local (SG, 1, 1); the group must be one
+ * subgroup (the planner sets SG to the device's subgroup size). */
 #extension GL_GOOGLE_include_directive : require
 #extension GL_EXT_control_flow_attributes : enable
 #extension GL_KHR_shader_subgroup_shuffle : enable
@@ -56,7 +58,7 @@
 #define VD_PAD ((V_HEAD_DIM + 3) / 4 * 4)
 #endif
 #ifndef UNROLL_D
-#define UNROLL_D 1 /* head-dim loops unrolled (see the top) */
+#define UNROLL_D 1 /* 1: head-dim loops unrolled, 2: only O's, 0: none (see the top) */
 #endif
 #define SG BLOCK_N
 #define ROWS (BLOCK_M / BLOCK_N)
