@@ -576,7 +576,6 @@ static int store_rows(attn_context *ctx, const row_list *add, char *path_out, si
 #define TIMED_MS 250.0
 #define WIN_MARGIN 0.95   /* a winner's median time ratio to the built-in choice (noise) */
 #define REF_ROWS 8        /* query rows of the built-in choice checked against the reference */
-#define UNROLL_CAP 512    /* Vulkan CPU family: unrolled rows x (head_dim + v_head_dim) */
 
 typedef struct tuner {
     attn_context *ctx;
@@ -904,7 +903,6 @@ static void tune_group(tuner *t, int decode, int64_t d, attn_dtype dt)
         goto done;
     }
     const uint32_t m = candidate_list(lang, kind, list);
-    const uint64_t per_row = round4(d) * 2;
     char why[160];
     for (uint32_t i = 0; i < m && n < MAX_CANDS; ++i) {
         if (!memcmp(&list[i], &def, sizeof def))
@@ -918,13 +916,9 @@ static void tune_group(tuner *t, int decode, int64_t d, attn_dtype dt)
             snprintf(p->note, sizeof p->note, "not valid here: %.140s", why);
             continue;
         }
-        /* llvmpipe's compile time grows steeply with unrolled code (plan.c: ~4 s cold for 4
-         * rows x 128 floats, 82 s for 4 x 256), so larger ones are not tried. */
-        if (ci->v.unroll_d == 1 && (uint64_t)ci->v.rows * per_row > UNROLL_CAP) {
-            snprintf(p->note, sizeof p->note, "compile-time cap: unrolled %d rows x %llu floats > %d",
-                     (int)ci->v.rows, (unsigned long long)per_row, UNROLL_CAP);
-            continue;
-        }
+        /* llvmpipe's compile time grows steeply with unrolled code; vals_valid already
+         * refuses unrolling above 128 floats per row, so an unrolled candidate holds at most
+         * 4 x 128 floats a lane (~4 s cold; plan.c). */
         if (left_ms(t) < t->compile_est_ms + (ROUNDS + 1) * c[0].first_ms) {
             snprintf(p->note, sizeof p->note, "time budget (%.1f s left)", left_ms(t) / 1e3);
             continue;
