@@ -241,12 +241,19 @@ static int kv_vec_widest(const attn_plan *plan)
     return v;
 }
 
+/* Whether a launch's K and V rows can be read in words of wk and wv elements: unit element
+ * stride, offsets and strides multiples of the words. */
+static int kv_words_fit(const attn__kparams *kp, int64_t wk, int64_t wv)
+{
+    const int64_t k_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2;
+    const int64_t v_or = kp->v_off | kp->v_s0 | kp->v_s1 | kp->v_s2;
+    return kp->k_s3 == 1 && kp->v_s3 == 1 && k_or % wk == 0 && v_or % wv == 0;
+}
+
 static int kv_vec_fit(const attn_plan *plan, int planned, const attn__kparams *kp)
 {
-    const int64_t kv_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2 | kp->v_off | kp->v_s0 |
-                          kp->v_s1 | kp->v_s2;
     int fits = planned;
-    while (fits > 0 && (kp->k_s3 != 1 || kp->v_s3 != 1 || kv_or % kv_vec_epw(plan, fits)))
+    while (fits > 0 && !kv_words_fit(kp, kv_vec_epw(plan, fits), kv_vec_epw(plan, fits)))
         --fits;
     return fits;
 }
@@ -324,9 +331,9 @@ static uint32_t decode_defines(const attn_plan *plan, int kv_vec, attn__define *
     d[n++] = (attn__define){"ROWS", rows};
     if (plan->ctx->ops->lang != ATTN__LANG_GLSL)
         return n;
-    d[n++] = (attn__define){"RC", decode_rc(plan)};
+    d[n++] = (attn__define){"RC", plan->dec_rc};
     d[n++] = (attn__define){"LANES", plan->info.work_group_size};
-    d[n++] = (attn__define){"DL", decode_dl(plan)};
+    d[n++] = (attn__define){"DL", plan->dec_dl};
     d[n++] = (attn__define){"KB", DECODE_KB};
     d[n++] = (attn__define){"KV_VEC", kv_vec};
     d[n++] = (attn__define){"TOUCH", plan->info.family == ATTN_FAMILY_CPU};
@@ -375,9 +382,11 @@ static attn_status plan_decode(attn_plan *plan)
     if (!attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode") ||
         !attn__kernel_available(plan->ctx, "attn_decode.cl", "attn_decode_merge"))
         return ATTN_OK;
-    /* Vulkan: KL clusters of DL lanes each take a key at a time. */
+    /* Vulkan: KL clusters of DL lanes each take a key at a time; groups of RC rows. */
     const uint64_t lanes = glsl ? decode_lanes(plan) : 1;
-    const uint64_t kl = glsl ? lanes / (uint64_t)decode_dl(plan) : 1;
+    plan->dec_dl = glsl ? (uint32_t)decode_dl(plan) : 1;
+    plan->dec_rc = glsl ? (uint32_t)decode_rc(plan) : (uint32_t)rows;
+    const uint64_t kl = lanes / plan->dec_dl;
     const uint64_t block = kl * (uint64_t)(glsl ? DECODE_KB : 1);
     const uint64_t cu = dev->compute_units ? dev->compute_units : 1;
     attn__tune_vals tv; /* a tuned row's splits per compute unit, where one applies */
@@ -463,9 +472,9 @@ static attn_status compile_program(attn_plan *plan, int chunked)
  * whole vec4s; where none of that is needed, the kernel's K and V words can come straight
  * from the caller's rows: unit element stride, offsets and strides in whole words. A word
  * is 8 floats where the kernel loads u64vec4 words (unroll_d 1 or 2, padded dims of whole
- * words; attn_fwd_cpu.comp, KWK / KWV),
- * else 4 (conservative: without int64 or with windows the kernel takes 4 anyway). Packing
- * a 65,536-key problem took llvmpipe ~190 ms, 12% of a sliding-window run over it. */
+ * words; attn_fwd_cpu.comp, KWK / KWV), else 4 (conservative: without int64 or with
+ * windows the kernel takes 4 anyway). Packing a 65,536-key problem took llvmpipe ~190
+ * ms, 12% of a sliding-window run over it. */
 int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
 {
     const attn__problem *p = &plan->pb;
@@ -473,11 +482,8 @@ int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp)
         p->dtype != ATTN_DTYPE_F32 || (plan->spec.pos_flags & ATTN__POS_ROPE) ||
         plan->kd_pad != (uint32_t)p->head_dim || plan->vd_pad != (uint32_t)p->v_head_dim)
         return 0;
-    const int64_t wk = plan->kd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4;
-    const int64_t wv = plan->vd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4;
-    const int64_t k_or = kp->k_off | kp->k_s0 | kp->k_s1 | kp->k_s2;
-    const int64_t v_or = kp->v_off | kp->v_s0 | kp->v_s1 | kp->v_s2;
-    return kp->k_s3 == 1 && kp->v_s3 == 1 && k_or % wk == 0 && v_or % wv == 0;
+    return kv_words_fit(kp, plan->kd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4,
+                        plan->vd_pad % 8 == 0 && plan->spec.unroll_d != 0 ? 8 : 4);
 }
 
 attn_status attn__plan_pack_kernel(attn_plan *plan, const attn__kparams *kp, void *planned,
@@ -941,7 +947,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             kdec = kv[0], kmerge = kv[1];
         }
         const size_t lanes = plan->info.work_group_size ? plan->info.work_group_size : 1;
-        const size_t kl = glsl ? lanes / (size_t)decode_dl(plan) : 1;
+        const size_t kl = lanes / plan->dec_dl;
         la.buffers[0] = q.handle;
         la.buffers[1] = k.handle;
         la.buffers[2] = v.handle;
@@ -950,9 +956,10 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         la.buffers[5] = op;
         la.buffers[6] = lp;
         la.num_buffers = 7;
-        /* Vulkan: a group per (key range, group of RC rows), KL partials each. */
-        const int64_t rc = glsl ? decode_rc(plan) : 1, drows = p->q_len * (p->num_heads / p->num_kv_heads);
-        la.groups[0] = plan->num_splits / kl * (glsl ? (size_t)((drows + rc - 1) / rc) : 1);
+        /* A group per (key range, group of RC rows), KL partials each (OpenCL: a work-item
+         * per partial, all rows). */
+        const int64_t rc = plan->dec_rc, drows = p->q_len * (p->num_heads / p->num_kv_heads);
+        la.groups[0] = plan->num_splits / kl * (size_t)((drows + rc - 1) / rc);
         la.groups[1] = (size_t)p->num_kv_heads;
         la.groups[2] = (size_t)p->batch;
         la.local[0] = lanes;
@@ -975,9 +982,9 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             return st;
         return ctx->ops->finish(ctx->dev);
     }
-    const int cpu = plan->info.family == ATTN_FAMILY_CPU;
     kp.kv_direct = attn__plan_kv_direct(plan, &kp);
-    if (cpu && !kp.kv_direct) {
+    const int packed = plan->info.family == ATTN_FAMILY_CPU && !kp.kv_direct;
+    if (packed) {
         /* Pack K and V per (batch, kv head) into f32 tiles of 16 keys (K^T, and V in
          * vd_vec-column blocks), zero-padded to a multiple of 16 keys, so the main loops read
          * each tile sequentially (attn_pack.cl). */
@@ -1005,8 +1012,8 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
             return st;
     }
     la.buffers[0] = q.handle;
-    la.buffers[1] = cpu && !kp.kv_direct ? kt : k.handle;
-    la.buffers[2] = cpu && !kp.kv_direct ? vp : v.handle;
+    la.buffers[1] = packed ? kt : k.handle;
+    la.buffers[2] = packed ? vp : v.handle;
     la.buffers[3] = o.handle;
     la.buffers[4] = m.handle;
     la.buffers[5] = lens;

@@ -73,6 +73,7 @@ struct attn_plan {
     /* Decode (split-KV): few query rows per kv head over many keys. */
     int decode;
     uint32_t num_splits, split_len;
+    uint32_t dec_dl, dec_rc; /* Vulkan: lanes per key, rows per group (attn_decode.comp) */
     void *k_dec, *k_dec_merge;
     void *k_probs; /* desc.want_probs on a device (src/core/probs.c) */
     attn__scratch scratch[ATTN__S_COUNT];

@@ -507,7 +507,8 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         if (r->wev[par][t])
                             la.wait[la.num_wait++] = r->wev[par][t];
                     kp.kv_direct = attn__plan_kv_direct(plan, &kp);
-                    if (cpu && cn > 0 && !kp.kv_direct) {
+                    const int packed = cpu && !kp.kv_direct;
+                    if (packed && cn > 0) {
                         void *pack = NULL;
                         if ((st = attn__plan_pack_kernel(plan, &kp, plan->k_cpack, &pack)))
                             return st;
@@ -527,8 +528,8 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         la.num_wait = 0;
                     }
                     la.buffers[0] = qh;
-                    la.buffers[1] = cpu && !kp.kv_direct ? r->dev[B_KT] : kh;
-                    la.buffers[2] = cpu && !kp.kv_direct ? r->dev[B_VP] : vh;
+                    la.buffers[1] = packed ? r->dev[B_KT] : kh;
+                    la.buffers[2] = packed ? r->dev[B_VP] : vh;
                     la.buffers[3] = r->dev[B_OC];
                     la.buffers[4] = mh;
                     la.buffers[5] = NULL;
