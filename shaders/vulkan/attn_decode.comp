@@ -24,8 +24,8 @@
  *   - the loads of a row follow each other closely, but the next row is far away (the
  *     rows of a kv head are num_kv_heads rows apart) and the loop between them is long, so
  *     few cache misses overlap; with TOUCH each lane first reads one 32-bit word per cache
- *     line of the keys TOUCH_AHEAD blocks ahead (perf: the first load of each line had
- *     most of the samples);
+ *     line of the next block's keys (perf: the first load of each line had most of the
+ *     samples);
  *   - llvmpipe ends every loop of an invocation once the invocation has run 65535 loop
  *     iterations in all, silently (quirk max_loop_iterations, src/core/quirks.c): the
  *     loops over rows, keys of a block and words are unrolled, and the one dynamic loop is
@@ -63,9 +63,6 @@
 #endif
 #ifndef TOUCH
 #define TOUCH 0 /* read ahead one word per cache line of K/V (CPU-class devices) */
-#endif
-#ifndef TOUCH_AHEAD
-#define TOUCH_AHEAD 1 /* blocks ahead: the next (a block's misses overlap; see KB in plan.c) */
 #endif
 #define KL (LANES / DL) /* clusters: keys taken at once, partials per group */
 #define NRC ((ROWS + RC - 1) / RC) /* groups per key range */
@@ -180,7 +177,7 @@ void main()
     [[dont_unroll]] for (int j0 = j_begin + ks; j0 < j_end; j0 += KL * KB) {
 #if TOUCH && KV_VEC
         [[unroll]] for (int t = 0; t < KB; ++t) {
-            const int jn = min(j0 + (TOUCH_AHEAD * KB + t) * KL, len - 1);
+            const int jn = min(j0 + (KB + t) * KL, len - 1); /* the next block's key t */
             const IDX kw0 = (kbase + IDX(jn) * PI(k_s1)) / IDX(EPW) * IDX(WORD_U32);
             const IDX vw0 = (vbase + IDX(jn) * PI(v_s1)) / IDX(EPW) * IDX(WORD_U32);
             [[unroll]] for (int w = 0; w < WK; ++w)
