@@ -292,6 +292,38 @@ START_TEST(test_invalid_rows_ignored)
 }
 END_TEST
 
+/* keys_per_lane on the Vulkan CPU family: a row that sets it applies (the result checked
+ * against the reference) and a value the shader has no variant for is ignored. d=128:
+ * O's loops unrolled, 2 keys a lane built in. */
+START_TEST(test_keys_per_lane_rows)
+{
+    if (!present(ATTN_BACKEND_VULKAN)) {
+        printf("keys_per_lane: skipped, no Vulkan device\n");
+        return;
+    }
+    char dir[128], overlay[192];
+    subdir(dir, sizeof dir, "kpl");
+    attn_context *ctx = make_ctx(ATTN_BACKEND_VULKAN, ATTN_FAMILY_CPU, dir);
+    attn_plan_info i = plan_and_check(ctx, 128, 40, 2, 2, 70);
+    ck_assert_uint_eq(i.tune_source, ATTN_TUNE_DEFAULT);
+    char ov[1024] = "";
+    add_row(ov, sizeof ov, "vulkan", "*", "*", "*", "cpu", 128, "f32", "keys_per_lane=3");
+    snprintf(overlay, sizeof overlay, "%s/overlay.txt", dir);
+    write_file(overlay, ov, strlen(ov));
+    setenv("ATTN_TUNE_FILE", overlay, 1);
+    logbuf[0] = '\0';
+    i = plan_and_check(ctx, 128, 40, 2, 2, 70);
+    ck_assert_msg(i.tune_source == ATTN_TUNE_DEFAULT && strstr(logbuf, "keys_per_lane 3"),
+                  "keys_per_lane=3 is ignored, saying why; log:\n%s", logbuf);
+    add_row(ov, sizeof ov, "vulkan", "*", "*", "*", "cpu", 128, "f32", "keys_per_lane=1");
+    write_file(overlay, ov, strlen(ov));
+    i = plan_and_check(ctx, 128, 40, 2, 2, 70);
+    ck_assert_uint_eq(i.tune_source, ATTN_TUNE_OVERLAY);
+    unsetenv("ATTN_TUNE_FILE");
+    attn_context_destroy(ctx);
+}
+END_TEST
+
 START_TEST(test_damaged_db_ignored)
 {
     const fam_case *c = present(ATTN_BACKEND_OPENCL) ? &cases[0] : &cases[2];
@@ -498,6 +530,7 @@ int main(void)
     const int n = (int)(sizeof cases / sizeof cases[0]);
     tcase_add_loop_test(tc, test_lookup_order, 0, n);
     tcase_add_loop_test(tc, test_invalid_rows_ignored, 0, n);
+    tcase_add_test(tc, test_keys_per_lane_rows);
     tcase_add_test(tc, test_damaged_db_ignored);
     tcase_add_test(tc, test_tune_run_writes_rows);
     tcase_add_test(tc, test_tune_budget_and_arguments);

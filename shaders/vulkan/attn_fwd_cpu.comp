@@ -12,20 +12,28 @@
  *   - a subgroup of SG invocations owns BLOCK_M = SG * ROWS query rows of one (batch,
  *     head): lane t holds rows i0 + t + r * SG (r < ROWS), their Q rows and O
  *     accumulators in registers;
- *   - keys go in blocks of SG: lane t loads key j0 + t's K row (and later its V row) as
- *     vec4s from the packed copy (attn_pack_kv.comp); every lane then takes key t's
- *     values from lane t by shuffle, and each shuffled vec4 serves the lane's ROWS rows;
+ *   - keys go in blocks of KB = SG * KPL: lane t loads the K rows (and later the V rows)
+ *     of keys j0 + t + k * SG (k < KPL) as vec4s from the packed copy (attn_pack_kv.comp)
+ *     or where they are; every lane then takes key k * SG + t's values from lane t by
+ *     shuffle, and each shuffled vec4 serves the lane's ROWS rows;
  *   - scores, softmax and the O update stay in each lane: no reductions across lanes.
  * Measured on llvmpipe (8 heads, 2048 tokens, d=64): subgroupBroadcast costs ~5x a
  * subgroupShuffle there, hence the shuffle with a lane index.
  * With UNROLL_D 1 the head-dim loops are unrolled, so the Q rows and the accumulators are
  * registers, not per-lane memory, and the only loop left per invocation is the one over
- * key blocks (llvmpipe's 65535-iteration cap allows SG * 65535 keys per launch). The
+ * key blocks (llvmpipe's 65535-iteration cap allows KB * 65535 keys per launch). The
  * driver's compile time grows steeply with the unrolled code, so for larger head dims the
  * planner unrolls only O's loops (UNROLL_D 2: Q lives in per-lane memory, as 64-bit
  * words), and beyond that none (UNROLL_D 0: Q and O in per-lane memory, slower to run but
  * quick to compile). Online softmax in base 2 (FlashAttention recurrence), one rescale
  * per block.
+ * KPL (keys per lane and block) spreads what a block pays once over more keys: with Q in
+ * per-lane memory (UNROLL_D 2, 0) the score loop reads Q once per block, lane by lane,
+ * and O's rescale (UNROLL_D 0: O's reads and writes too) is once per block. perf on
+ * llvmpipe, d=128: in the score loop of one block of 8 keys, 512 of 1750 instructions
+ * were arithmetic and ~30% of its samples went to reading Q. 8 heads x 4096 tokens: d=128
+ * 1165 ms with KPL 2 and 1110 with 4 against 1450 with 1; d=256 (8 x 1024) 168 and 145
+ * against 211 ms. Unrolled (UNROLL_D 1) KPL 2 gained 4% at d=64 for 1 s more compile.
  * Issue 6 (attn_features.glsl): with a tile map the key blocks come from the runs of
  * 16-key tiles the group's query block computes (a tile is one or two blocks), a partial
  * tile's bits per row; RoPE rotates the loaded Q rows (K is rotated by the packing
@@ -60,8 +68,16 @@
 #ifndef UNROLL_D
 #define UNROLL_D 1 /* 1: head-dim loops unrolled, 2: only O's, 0: none (see the top) */
 #endif
+#ifndef KEYS_PER_LANE
+#define KEYS_PER_LANE 1 /* keys each lane loads per block (see the top) */
+#endif
 #define SG BLOCK_N
+#define KPL KEYS_PER_LANE
+#define KB (SG * KPL) /* keys per block */
 #define ROWS (BLOCK_M / BLOCK_N)
+#if KPL != 1 && KPL != 2 && KPL != 4 || KPL > 1 && SPARSE
+#error "KEYS_PER_LANE is 1, 2 or 4 (1 with a tile map: a block must stay within a 16-key tile)"
+#endif
 /* Windowed bindings turn every load into a branch over the windows, and unrolled those
  * made llvmpipe's first-dispatch compile take 19 s (1200 heads, 141 MiB K): loops there. */
 #if UNROLL_D == 1 && !ATTN_VK_WINDOWED
@@ -245,21 +261,28 @@ void main()
         int vis[ROWS]; /* the rows' visibility bits in the run's tiles */
         [[unroll]] for (int r = 0; r < ROWS; ++r)
             vis[r] = attn_row_bits(tbits, lane + r * SG);
-    [[dont_unroll]] for (int j0 = keys.x; j0 < keys.y; j0 += SG) {
+    [[dont_unroll]] for (int j0 = keys.x; j0 < keys.y; j0 += KB) {
 #else
-    [[dont_unroll]] for (int j0 = 0; j0 < kend; j0 += SG) {
+    [[dont_unroll]] for (int j0 = 0; j0 < kend; j0 += KB) {
 #endif
-        /* This lane's key of the block: the packed copy has ld rows, kend rounded up to SG
+        /* This lane's keys of the block: the packed copy has ld rows, kend rounded up to KB
          * at least, and direct rows are clamped, so the loads are in range; V rows past the
          * batch's length read as zero (the source may hold anything there). */
-        float s[ROWS * SG];
-        [[unroll]] for (int t = 0; t < ROWS * SG; ++t)
+        float s[ROWS * KB];
+        [[unroll]] for (int t = 0; t < ROWS * KB; ++t)
             s[t] = 0.0;
         {
-            const IDX row = krb + IDX(min(j0 + lane, jlast)) * krs;
+            IDX row[KPL]; /* this lane's keys: j0 + lane + k * SG */
+            [[unroll]] for (int k = 0; k < KPL; ++k)
+                row[k] = krb + IDX(min(j0 + lane + k * SG, jlast)) * krs;
             ATTN_D_LOOP for (int cw = 0; cw < NK4 / KWK; ++cw) {
-                vec4 kw[KWK];
-                ATTN_K_LD(kw, kr, row, cw)
+                vec4 kw[KPL * KWK];
+                [[unroll]] for (int k = 0; k < KPL; ++k) {
+                    vec4 w[KWK];
+                    ATTN_K_LD(w, kr, row[k], cw)
+                    [[unroll]] for (int u = 0; u < KWK; ++u)
+                        kw[k * KWK + u] = w[u];
+                }
 #if QW
                 vec4 qv[ROWS * 2];
                 [[unroll]] for (int r = 0; r < ROWS; ++r) {
@@ -273,11 +296,12 @@ void main()
 #endif
                 [[unroll]] for (int u = 0; u < KWK; ++u) {
                     const int c = cw * KWK + u;
-                    [[unroll]] for (int t = 0; t < SG; ++t) {
-                        const vec4 kt = subgroupShuffle(kw[u], uint(t));
-                        [[unroll]] for (int r = 0; r < ROWS; ++r)
-                            s[r * SG + t] += dot(ATTN_QV(r, u, c), kt);
-                    }
+                    [[unroll]] for (int k = 0; k < KPL; ++k)
+                        [[unroll]] for (int t = 0; t < SG; ++t) {
+                            const vec4 kt = subgroupShuffle(kw[k * KWK + u], uint(t));
+                            [[unroll]] for (int r = 0; r < ROWS; ++r)
+                                s[r * KB + k * SG + t] += dot(ATTN_QV(r, u, c), kt);
+                        }
                 }
 #undef ATTN_QV
             }
@@ -287,46 +311,46 @@ void main()
          * over keys rather than unrolled (each load is a branchy loop over lanes, and
          * unrolled they made llvmpipe's compile take 20 s); value t lands in mk[] by a
          * chain of selects, so mk stays in registers. */
-        float mk[ROWS * SG];
-        [[unroll]] for (int u = 0; u < ROWS * SG; ++u)
+        float mk[ROWS * KB];
+        [[unroll]] for (int u = 0; u < ROWS * KB; ++u)
             mk[u] = 0.0;
-        [[dont_unroll]] for (int t = 0; t < SG; ++t) {
+        [[dont_unroll]] for (int t = 0; t < KB; ++t) {
             [[unroll]] for (int r = 0; r < ROWS; ++r) {
                 const int i = i0 + lane + r * SG, j = j0 + t;
                 float mv = 0.0;
                 if (i < q_len && j < kend)
                     mv = MASK_LD(PI(m_off) + IDX(b) * PI(m_s0) + IDX(h) * PI(m_s1) +
                                  IDX(i) * PI(m_s2) + IDX(j) * PI(m_s3));
-                [[unroll]] for (int u = 0; u < SG; ++u)
-                    mk[r * SG + u] = u == t ? mv : mk[r * SG + u];
+                [[unroll]] for (int u = 0; u < KB; ++u)
+                    mk[r * KB + u] = u == t ? mv : mk[r * KB + u];
             }
         }
 #endif
 #if POS_T5
         /* The T5 biases of the lanes' rows and the block's keys, one load per (row, key),
          * in a loop over keys as for the mask. */
-        float t5[ROWS * SG];
-        [[unroll]] for (int u = 0; u < ROWS * SG; ++u)
+        float t5[ROWS * KB];
+        [[unroll]] for (int u = 0; u < ROWS * KB; ++u)
             t5[u] = 0.0;
-        [[dont_unroll]] for (int t = 0; t < SG; ++t) {
+        [[dont_unroll]] for (int t = 0; t < KB; ++t) {
             [[unroll]] for (int r = 0; r < ROWS; ++r) {
                 const float bv = attn_t5_bias(gh, j0 + t - (i0 + lane + r * SG + shift));
-                [[unroll]] for (int u = 0; u < SG; ++u)
-                    t5[r * SG + u] = u == t ? bv : t5[r * SG + u];
+                [[unroll]] for (int u = 0; u < KB; ++u)
+                    t5[r * KB + u] = u == t ? bv : t5[r * KB + u];
             }
         }
 #endif
-        float pr[ROWS * SG], alpha[ROWS];
+        float pr[ROWS * KB], alpha[ROWS];
         [[unroll]] for (int r = 0; r < ROWS; ++r) {
             const int i = i0 + lane + r * SG;
             float mx = ATTN_NEG_INF;
 #if SPARSE
             const int vb = vis[r] >> ((PN(k_pos) + j0) & 15); /* bit t: key j0 + t */
 #endif
-            [[unroll]] for (int t = 0; t < SG; ++t) {
+            [[unroll]] for (int t = 0; t < KB; ++t) {
                 const int j = j0 + t;
                 bool ok = i < q_len && j < kend && (!causal || j <= i + shift);
-                float x = s[r * SG + t];
+                float x = s[r * KB + t];
 #if SPARSE
                 ok = ok && (vb & (1 << t)) != 0;
 #endif
@@ -337,15 +361,15 @@ void main()
                 x -= slope * float(abs(i + shift - j)); /* |query - key| positions */
 #endif
 #if POS_T5
-                x += t5[r * SG + t];
+                x += t5[r * KB + t];
 #endif
 #if MASK_KIND == 1
-                x += mk[r * SG + t] * float(ATTN_LOG2E);
+                x += mk[r * KB + t] * float(ATTN_LOG2E);
 #elif MASK_KIND == 2
-                ok = ok && mk[r * SG + t] != 0.0;
+                ok = ok && mk[r * KB + t] != 0.0;
 #endif
-                s[r * SG + t] = ok ? x : ATTN_NEG_INF;
-                mx = max(mx, s[r * SG + t]);
+                s[r * KB + t] = ok ? x : ATTN_NEG_INF;
+                mx = max(mx, s[r * KB + t]);
             }
             /* A row that has seen no key yet keeps m = -inf: exponents taken against 0
              * give p = 0 and leave its (zero) accumulator alone, without a branch that
@@ -354,30 +378,40 @@ void main()
             const float mref = mnew == ATTN_NEG_INF ? 0.0 : mnew;
             alpha[r] = exp2(m[r] - mref);
             float sum = 0.0;
-            [[unroll]] for (int t = 0; t < SG; ++t) {
-                pr[r * SG + t] = exp2(s[r * SG + t] - mref);
-                sum += pr[r * SG + t];
+            [[unroll]] for (int t = 0; t < KB; ++t) {
+                pr[r * KB + t] = exp2(s[r * KB + t] - mref);
+                sum += pr[r * KB + t];
             }
             l[r] = l[r] * alpha[r] + sum;
             m[r] = mnew;
         }
         {
-            const bool mine = j0 + lane < len;
-            const IDX row = vpb + IDX(min(j0 + lane, jlast)) * vps;
+            bool mine[KPL];
+            IDX row[KPL];
+            [[unroll]] for (int k = 0; k < KPL; ++k) {
+                const int j = j0 + lane + k * SG;
+                mine[k] = j < len;
+                row[k] = vpb + IDX(min(j, jlast)) * vps;
+            }
             ATTN_DV_LOOP for (int cw = 0; cw < NV4 / KWV; ++cw) {
-                vec4 vw[KWV];
-                ATTN_V_LD(vw, vp, row, cw) /* in range: a select, not a branch */
+                vec4 vw[KPL * KWV];
+                [[unroll]] for (int k = 0; k < KPL; ++k) {
+                    vec4 w[KWV];
+                    ATTN_V_LD(w, vp, row[k], cw) /* in range: a select, not a branch */
+                    [[unroll]] for (int u = 0; u < KWV; ++u)
+                        vw[k * KWV + u] = mine[k] ? w[u] : vec4(0.0);
+                }
                 [[unroll]] for (int u = 0; u < KWV; ++u) {
                     const int c = cw * KWV + u;
-                    const vec4 vv = mine ? vw[u] : vec4(0.0);
                     vec4 acc[ROWS];
                     [[unroll]] for (int r = 0; r < ROWS; ++r)
                         acc[r] = a4[r * NV4 + c] * alpha[r];
-                    [[unroll]] for (int t = 0; t < SG; ++t) {
-                        const vec4 vt = subgroupShuffle(vv, uint(t));
-                        [[unroll]] for (int r = 0; r < ROWS; ++r)
-                            acc[r] += pr[r * SG + t] * vt;
-                    }
+                    [[unroll]] for (int k = 0; k < KPL; ++k)
+                        [[unroll]] for (int t = 0; t < SG; ++t) {
+                            const vec4 vt = subgroupShuffle(vw[k * KWV + u], uint(t));
+                            [[unroll]] for (int r = 0; r < ROWS; ++r)
+                                acc[r] += pr[r * KB + k * SG + t] * vt;
+                        }
                     [[unroll]] for (int r = 0; r < ROWS; ++r)
                         a4[r * NV4 + c] = acc[r];
                 }

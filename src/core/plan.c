@@ -24,6 +24,15 @@ static uint32_t spec_defines(const attn__kspec *s, attn__define *out)
 
 static uint64_t round_up(uint64_t x, uint64_t m) { return (x + m - 1) / m * m; }
 
+uint64_t attn__plan_kv_ld(const attn_plan *plan, uint64_t keys)
+{
+    uint64_t kb = CPU_KEY_VEC;
+    if (plan->ctx->ops->lang == ATTN__LANG_GLSL &&
+        (uint64_t)plan->spec.block_n * (uint64_t)plan->spec.keys_per_lane > kb)
+        kb = (uint64_t)plan->spec.block_n * (uint64_t)plan->spec.keys_per_lane;
+    return round_up(keys, kb);
+}
+
 /* The planner: family from the device class (or forced), tiles from its limits. */
 static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
 {
@@ -93,6 +102,14 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
                                                                                     : 0;
         spec->block_n = dev->subgroup_size;
         spec->block_m = (long long)rows * spec->block_n;
+        /* Keys per lane and block (KPL): blocks of 8 keys paid for Q's per-lane reads and
+         * O's rescale once per 8 keys; see attn_fwd_cpu.comp for the measurements. Unrolled,
+         * KPL 2 gained 4% for a second more of compile, so it stays 1 there; with a tile
+         * map a block must stay within one 16-key tile. */
+        spec->keys_per_lane = tv.keys_per_lane != ATTN__TUNE_UNSET ? tv.keys_per_lane
+                              : spec->sparse || spec->unroll_d == 1          ? 1
+                              : spec->unroll_d == 2                          ? 2
+                                                                             : 4;
         spec->vd_vec = 4;
         spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, 4);
         spec->kd_pad = (long long)round_up((uint64_t)p->head_dim, 4);
@@ -184,7 +201,7 @@ static uint64_t one_pass_bytes(const attn_plan *plan)
         const long double rows = (long double)B * Sq * H * plan->num_splits;
         total += rows * (Dv + 1) * 4; /* partial O and lse per split */
     } else if (plan->info.family == ATTN_FAMILY_CPU) {
-        uint64_t ld = (Skv + CPU_KEY_VEC - 1) / CPU_KEY_VEC * CPU_KEY_VEC;
+        const uint64_t ld = attn__plan_kv_ld(plan, Skv);
         total += (long double)B * Hk * ld * (plan->kd_pad + plan->vd_pad) * 4;
     }
     return total >= 18446744073709551615.0L ? UINT64_MAX : (uint64_t)total;
@@ -209,7 +226,7 @@ static int may_window(const attn_plan *plan, int packed)
         /* f32 rows of KD_PAD / VD_PAD floats, keys padded. */
         const uint64_t pad = plan->kd_pad > plan->vd_pad ? plan->kd_pad : plan->vd_pad;
         const uint64_t copies = (uint64_t)p->batch * (uint64_t)p->num_kv_heads *
-                                ((uint64_t)p->kv_len + ATTN__CPU_KEY_VEC) * pad * 4;
+                                attn__plan_kv_ld(plan, (uint64_t)p->kv_len) * pad * 4;
         if (copies > big)
             big = copies;
     }
@@ -988,7 +1005,7 @@ static attn_status run_one_pass(attn_plan *plan, const attn__bound *bound, const
         /* Pack K and V per (batch, kv head) into f32 tiles of 16 keys (K^T, and V in
          * vd_vec-column blocks), zero-padded to a multiple of 16 keys, so the main loops read
          * each tile sequentially (attn_pack.cl). */
-        uint64_t ld = round_up((uint64_t)p->kv_len, CPU_KEY_VEC);
+        uint64_t ld = attn__plan_kv_ld(plan, (uint64_t)p->kv_len);
         uint64_t heads = (uint64_t)p->batch * (uint64_t)p->num_kv_heads;
         kp.ld_kv = (int64_t)ld;
         if ((st = attn__plan_scratch(plan, ATTN__S_KT, heads * ld * plan->kd_pad * 4, &kt)) ||

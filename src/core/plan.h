@@ -32,6 +32,7 @@ typedef struct attn__kspec {
     X(VD_PAD, vd_pad)    /* CPU: v_head_dim padded to VD_VEC */                               \
     X(KD_PAD, kd_pad)    /* CPU: floats per packed K row (Vulkan: head_dim padded to 4) */    \
     X(UNROLL_D, unroll_d) /* Vulkan CPU: head-dim loops unrolled (1), O's only (2), none (0) */ \
+    X(KEYS_PER_LANE, keys_per_lane) /* Vulkan CPU: keys each lane loads per block */        \
     X(OUT_F32, out_f32)  /* scheduler: partial outputs in f32 whatever the storage */     \
     X(SUBGROUP_OPS, subgroup_ops) /* GPU: subgroup operations allowed (caps + quirks) */  \
     X(SPARSE, sparse)    /* issue 6: a tile map lists the key tiles of each query block */  \
@@ -109,6 +110,11 @@ attn_status attn__probs_run(attn_plan *plan, const attn__kparams *main_kp, void 
 /* Whether the Vulkan CPU-class kernel reads a launch's K and V (kp) where they are, with no
  * packed copies and no packing launch (attn_fwd_cpu.comp, kv_direct). */
 int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp);
+
+/* Rows per (batch, kv head) of the CPU family's packed K/V copies for `keys` keys: whole
+ * 16-key tiles, and whole key blocks of the Vulkan kernel (block_n x keys_per_lane),
+ * which reads every key of its last block. */
+uint64_t attn__plan_kv_ld(const attn_plan *plan, uint64_t keys);
 
 /* The CPU family's packing kernel for a launch's K/V (kp): `planned` (k_pack or k_cpack),
  * or on Vulkan, where their layout does not fit its K/V words, a narrower variant (plan.c). */

@@ -23,7 +23,6 @@ enum { B_Q, B_K, B_V, B_MASK, B_KT, B_VP, B_OC, B_LC, B_OA, B_LA, B_O, B_LSE,
 /* Overlapped uploads where the backend has a transfer queue. */
 static int overlapped(const attn_plan *plan) { return plan->ctx->ops->write_async != NULL; }
 
-static uint64_t ld_of(uint64_t cn) { return (cn + ATTN__CPU_KEY_VEC - 1) / ATTN__CPU_KEY_VEC * ATTN__CPU_KEY_VEC; }
 
 static int host_tensor(const attn__bound *bound, int t)
 {
@@ -49,8 +48,8 @@ static void step_buffers(const attn_plan *plan, const attn__bound *bound, step_s
         bytes[B_MASK] = mh * s.sm * s.cn * (p->mask_kind == ATTN_MASK_ADDITIVE ? 4 : 1);
     }
     if (plan->info.family == ATTN_FAMILY_CPU) {
-        bytes[B_KT] = ld_of(s.cn) * plan->kd_pad * 4;
-        bytes[B_VP] = ld_of(s.cn) * plan->vd_pad * 4;
+        bytes[B_KT] = attn__plan_kv_ld(plan, s.cn) * plan->kd_pad * 4;
+        bytes[B_VP] = attn__plan_kv_ld(plan, s.cn) * plan->vd_pad * 4;
     }
     bytes[B_OC] = bytes[B_OA] = s.sm * G * Dv * 4;
     bytes[B_LC] = bytes[B_LA] = G * s.sm * 4;
@@ -121,9 +120,10 @@ static int halve(const attn_plan *plan, const attn__bound *bound, step_shape *s)
  * count: the pass that finds no lane left). Iterations per block of keys follow each
  * family's loop structure, with a safety factor of 2 that also covers the loops run once
  * per launch (Q loads, stores, RoPE of Q: rows x pairs, the tile map's binary search).
- * The Vulkan CPU-class shader loops once per block of block_n keys, plus once per key of
- * the block for a mask tensor and for T5 biases, plus once per vec4 of the K and V rows
- * (kept as loops where UNROLL_D is 0 and in every windowed variant). The GPU-class shader
+ * The Vulkan CPU-class shader loops once per block of block_n x keys_per_lane keys, plus
+ * once per key of the block for a mask tensor and for T5 biases, plus once per vec4 of the
+ * K and V rows (kept as loops where UNROLL_D is 0 and in every windowed variant; the keys
+ * of a lane are unrolled inside them). The GPU-class shader
  * loops per block over its K and V tile loads, twice over the block's keys, per key over
  * 8 head-dim elements of K and of V (and a remainder loop each), and over V to rescale.
  * With a tile map both add two per 16-key tile (the run loop: a run per tile at most,
@@ -135,7 +135,9 @@ static uint64_t keys_cap_loops(const attn_plan *plan)
     if (!q.max_loop_iterations)
         return UINT64_MAX;
     const uint64_t runs = plan->spec.sparse ? 2 : 0;
-    const uint64_t bn = plan->info.block_n ? plan->info.block_n : 1;
+    uint64_t bn = plan->info.block_n ? plan->info.block_n : 1;
+    if (plan->info.family == ATTN_FAMILY_CPU && plan->spec.keys_per_lane > 1)
+        bn *= (uint64_t)plan->spec.keys_per_lane;
     uint64_t per_block;
     if (plan->info.family == ATTN_FAMILY_CPU) {
         /* The windowed variant keeps its head-dim loops whatever UNROLL_D says
@@ -512,7 +514,7 @@ static attn_status run_shape(run_state *r, const int32_t *kv_lens, const attn_ru
                         void *pack = NULL;
                         if ((st = attn__plan_pack_kernel(plan, &kp, plan->k_cpack, &pack)))
                             return st;
-                        kp.ld_kv = (int64_t)ld_of((uint64_t)cn);
+                        kp.ld_kv = (int64_t)attn__plan_kv_ld(plan, (uint64_t)cn);
                         la.buffers[0] = kh;
                         la.buffers[1] = vh;
                         la.buffers[2] = r->dev[B_KT];

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "core/jit_cache.h"
+#include "core/sparse.h"
 #include "core/tune.h"
 
 #define DB_NAME "tuning.txt"
@@ -59,7 +60,8 @@ static int applies(attn__lang lang, attn__tune_kind kind, int i)
     case P_block_m:
     case P_block_n: return kind == ATTN__TUNE_GPU;
     case P_rows:
-    case P_unroll_d: return kind == ATTN__TUNE_CPU && lang == ATTN__LANG_GLSL;
+    case P_unroll_d:
+    case P_keys_per_lane: return kind == ATTN__TUNE_CPU && lang == ATTN__LANG_GLSL;
     case P_splits_per_cu: return kind == ATTN__TUNE_DECODE;
     }
     return 0;
@@ -143,6 +145,13 @@ static int vals_valid(const attn_plan *plan, attn__tune_kind kind, const attn__t
     }
     if (v->rows != UNSET && v->rows != 1 && v->rows != 2 && v->rows != 4) {
         snprintf(why, n, "rows %d is not 1, 2 or 4", (int)v->rows);
+        return 0;
+    }
+    if (v->keys_per_lane != UNSET &&
+        ((v->keys_per_lane != 1 && v->keys_per_lane != 2 && v->keys_per_lane != 4) ||
+         (v->keys_per_lane != 1 && attn__sparse_on(p)))) {
+        snprintf(why, n, "keys_per_lane %d: 1, 2 or 4, and 1 with a pattern's tile map",
+                 (int)v->keys_per_lane);
         return 0;
     }
     /* Unrolled head-dim loops beyond 128 floats of Q and O per row: llvmpipe took 82 s to
@@ -806,6 +815,7 @@ static void builtin_vals(const attn_plan *plan, attn__tune_kind kind, attn__tune
     } else if (plan->ctx->ops->lang == ATTN__LANG_GLSL) {
         v->rows = (int32_t)(plan->spec.block_m / plan->spec.block_n);
         v->unroll_d = (int32_t)plan->spec.unroll_d;
+        v->keys_per_lane = (int32_t)plan->spec.keys_per_lane;
     } else {
         v->vd_vec = (int32_t)plan->spec.vd_vec;
     }
@@ -814,7 +824,7 @@ static void builtin_vals(const attn_plan *plan, attn__tune_kind kind, attn__tune
 /* The candidates of a kind on the backend's language; the caller drops the built-in one. */
 static uint32_t candidate_list(attn__lang lang, attn__tune_kind kind, attn__tune_vals *out)
 {
-    static const int32_t vd[] = {16, 8, 4}, rows[] = {1, 2, 4}, bm[] = {32, 64, 128, 256},
+    static const int32_t vd[] = {16, 8, 4}, rows[] = {1, 2, 4}, kpl[] = {1, 2, 4}, bm[] = {32, 64, 128, 256},
                          bn[] = {8, 16, 32, 64}, splits[] = {1, 2, 4, 8, 16, 32, 64};
     uint32_t n = 0;
     for (size_t i = 0; kind == ATTN__TUNE_CPU && lang != ATTN__LANG_GLSL && i < 3; ++i) {
@@ -825,6 +835,11 @@ static uint32_t candidate_list(attn__lang lang, attn__tune_kind kind, attn__tune
         vals_unset(&out[n]);
         out[n].rows = rows[i / 2];
         out[n++].unroll_d = (int32_t)(i % 2);
+    }
+    /* Keys per lane on their own: the other values stay the planner's. */
+    for (size_t i = 0; kind == ATTN__TUNE_CPU && lang == ATTN__LANG_GLSL && i < 3; ++i) {
+        vals_unset(&out[n]);
+        out[n++].keys_per_lane = kpl[i];
     }
     for (size_t i = 0; kind == ATTN__TUNE_GPU && i < 16; ++i) {
         vals_unset(&out[n]);
@@ -924,6 +939,15 @@ static void tune_group(tuner *t, int decode, int64_t d, attn_dtype dt)
             continue;
         }
         try_candidate(t, &io, ci, p, io.o_def);
+        /* A candidate that leaves the planner's other values in place can come out as the
+         * built-in choice itself. */
+        attn__tune_vals got;
+        if (ci->alive && (builtin_vals(ci->plan, kind, &got), !memcmp(&got, &def, sizeof got))) {
+            ci->alive = 0;
+            p->outcome = ATTN_TUNE_SKIPPED;
+            snprintf(p->note, sizeof p->note, "the same values as the built-in choice");
+            continue;
+        }
         for (uint32_t j = 0; decode && ci->alive && j + 1 < n; ++j)
             if (c[j].alive && c[j].plan->num_splits == ci->plan->num_splits) {
                 ci->alive = 0;

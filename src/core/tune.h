@@ -19,6 +19,7 @@ typedef enum attn__tune_kind { ATTN__TUNE_CPU, ATTN__TUNE_GPU, ATTN__TUNE_DECODE
     X(block_n)       /* GPU family: keys per local-memory tile */                           \
     X(rows)          /* Vulkan CPU family: query rows per lane (1, 2, 4) */                 \
     X(unroll_d)      /* Vulkan CPU family: head-dim loops unrolled (0, 1; built-in 2: O's only) */ \
+    X(keys_per_lane) /* Vulkan CPU family: keys each lane loads per block (1, 2, 4) */    \
     X(splits_per_cu) /* decode: key splits wanted per compute unit */
 
 #define ATTN__TUNE_UNSET INT32_MIN /* a value the row does not set: the built-in choice */
