@@ -294,7 +294,7 @@ END_TEST
 
 /* keys_per_lane on the Vulkan CPU family: a row that sets it applies (the result checked
  * against the reference) and a value the shader has no variant for is ignored. d=128:
- * O's loops unrolled, 2 keys a lane built in. */
+ * O's loops unrolled, 4 keys a lane built in. */
 START_TEST(test_keys_per_lane_rows)
 {
     if (!present(ATTN_BACKEND_VULKAN)) {

@@ -34,6 +34,7 @@
  * were arithmetic and ~30% of its samples went to reading Q. 8 heads x 4096 tokens: d=128
  * 1165 ms with KPL 2 and 1110 with 4 against 1450 with 1; d=256 (8 x 1024) 168 and 145
  * against 211 ms. Unrolled (UNROLL_D 1) KPL 2 gained 4% at d=64 for 1 s more compile.
+ * KB must not straddle a tile map's 16-key tiles, so KPL is 1 with SPARSE.
  * Issue 6 (attn_features.glsl): with a tile map the key blocks come from the runs of
  * 16-key tiles the group's query block computes (a tile is one or two blocks), a partial
  * tile's bits per row; RoPE rotates the loaded Q rows (K is rotated by the packing

@@ -103,12 +103,12 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
         spec->block_n = dev->subgroup_size;
         spec->block_m = (long long)rows * spec->block_n;
         /* Keys per lane and block (KPL): blocks of 8 keys paid for Q's per-lane reads and
-         * O's rescale once per 8 keys; see attn_fwd_cpu.comp for the measurements. Unrolled,
-         * KPL 2 gained 4% for a second more of compile, so it stays 1 there; with a tile
-         * map a block must stay within one 16-key tile. */
+         * O's rescale once per 8 keys; see attn_fwd_cpu.comp for the measurements. With O's
+         * loops unrolled, 4 keys cost 1.8 s more cold compile than 2 at d=128 (5.4 against
+         * 3.5 s; 1 key: 2.6 s) and ran 5.6% faster. Unrolled, KPL 2 gained 4% for a second
+         * more, so it stays 1 there; with a tile map a block must stay within one tile. */
         spec->keys_per_lane = tv.keys_per_lane != ATTN__TUNE_UNSET ? tv.keys_per_lane
                               : spec->sparse || spec->unroll_d == 1          ? 1
-                              : spec->unroll_d == 2                          ? 2
                                                                              : 4;
         spec->vd_vec = 4;
         spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, 4);
