@@ -106,9 +106,11 @@ static attn_status choose_config(attn_plan *plan, attn__kspec *spec)
          * O's rescale once per 8 keys; see attn_fwd_cpu.comp for the measurements. With O's
          * loops unrolled, 4 keys cost 1.8 s more cold compile than 2 at d=128 (5.4 against
          * 3.5 s; 1 key: 2.6 s) and ran 5.6% faster. Unrolled, KPL 2 gained 4% for a second
-         * more, so it stays 1 there; with a tile map a block must stay within one tile. */
+         * more, so it stays 1 there; with a tile map a block must stay within one tile.
+         * Blocks stay at 32 keys with 16-lane subgroups (not measured: none here). */
         spec->keys_per_lane = tv.keys_per_lane != ATTN__TUNE_UNSET ? tv.keys_per_lane
                               : spec->sparse || spec->unroll_d == 1          ? 1
+                              : dev->subgroup_size >= 16                     ? 2 /* 32 keys */
                                                                              : 4;
         spec->vd_vec = 4;
         spec->vd_pad = (long long)round_up((uint64_t)p->v_head_dim, 4);
