@@ -12,6 +12,8 @@
  *   ATTN_VK_WINDOWED  tensors may be larger than one binding (maxStorageBufferRange):
  *                     every buffer slot is bound as ATTN_VK_MAX_WIN windows of
  *                     2^ATTN_VK_WIN_SHIFT bytes, and each access picks its window
+ *   ATTN_VK_TEXEL     slots declared with ATTN_WORDS_RO are read through uniform texel
+ *                     buffers (a CPU device, where they load faster; never windowed)
  *   (STORE_S is a statement: brace the branches it is used in.)
  * Buffer slot s, window w is binding s * ATTN_VK_MAX_WIN + w; the params block follows
  * the slots. Offsets and strides in the params are in elements of each buffer's type. */
@@ -37,6 +39,9 @@
 #endif
 #ifndef ATTN_VK_WINDOWED
 #define ATTN_VK_WINDOWED 0
+#endif
+#ifndef ATTN_VK_TEXEL
+#define ATTN_VK_TEXEL 0
 #endif
 #ifndef ATTN_VK_WIN_SHIFT
 #define ATTN_VK_WIN_SHIFT 27 /* 128 MiB: llvmpipe's maxStorageBufferRange */
@@ -114,6 +119,25 @@
 #endif
 
 #define ATTN_BUF_RO(slot, T, R, ES, name) ATTN_DECL(slot, T, name, readonly) ATTN_RD(name, R, ES)
+
+/* ATTN_WORDS_RO(slot, name): slot `slot` read as 32-byte words, `u64vec4 name_ld(IDX i)`
+ * (shaderInt64). In the texel variant through the slot's R32G32B32A32_UINT view, bound at
+ * ATTN_TEXEL_BINDING(slot): llvmpipe fetches a texel with one 16-byte load per lane, where
+ * a storage-buffer load is a loop over the lanes with a scalar load and a bounds check per
+ * component (a read-only loop over 134 MB: 4-5x the bytes per second). */
+#define ATTN_TEXEL_BINDING(slot) (ATTN_VK_PARAMS_BINDING + 1 + (slot))
+#if ATTN_VK_TEXEL && !ATTN_VK_WINDOWED
+#define ATTN_WORDS_RO(slot, name)                                                            \
+    layout(binding = ATTN_TEXEL_BINDING(slot)) uniform usamplerBuffer name##_tx;             \
+    u64vec4 name##_ld(IDX i)                                                                 \
+    {                                                                                        \
+        const int t_ = int(i) * 2;                                                           \
+        const uvec4 a_ = texelFetch(name##_tx, t_), b_ = texelFetch(name##_tx, t_ + 1);      \
+        return u64vec4(pack64(a_.xy), pack64(a_.zw), pack64(b_.xy), pack64(b_.zw));          \
+    }
+#else
+#define ATTN_WORDS_RO(slot, name) ATTN_BUF_RO(slot, u64vec4, u64vec4, 5, name)
+#endif
 #define ATTN_BUF_WO(slot, T, R, ES, name)                                                    \
     ATTN_DECL(slot, T, name, restrict) ATTN_RD(name, R, ES) ATTN_WR(name, T, R, ES)
 #define ATTN_BUF_AT(slot, name)                                                              \

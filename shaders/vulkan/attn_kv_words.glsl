@@ -31,8 +31,8 @@
 #if KV_VEC == 2
 #define KV_EPW KV_EPW2_
 #define KV_WORD u64vec4
-ATTN_BUF_RO(ATTN_KV_SLOT_K, u64vec4, u64vec4, 5, kw)
-ATTN_BUF_RO(ATTN_KV_SLOT_V, u64vec4, u64vec4, 5, vw)
+ATTN_WORDS_RO(ATTN_KV_SLOT_K, kw)
+ATTN_WORDS_RO(ATTN_KV_SLOT_V, vw)
 #elif KV_VEC == 1 && STORAGE_F16
 #define KV_EPW 4
 #define KV_WORD uvec2

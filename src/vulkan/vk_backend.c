@@ -173,6 +173,7 @@ typedef struct attn_vk_caps {
     VkPhysicalDeviceTimelineSemaphoreFeatures timeline; /* with VK_KHR_timeline_semaphore */
     int has_timeline_ext;
     VkPhysicalDeviceMemoryProperties mem;
+    int texel_words; /* R32G32B32A32_UINT uniform texel buffers */
 } attn_vk_caps;
 
 static void attn_vk_query(VkPhysicalDevice phys, attn_vk_caps *c)
@@ -214,6 +215,9 @@ static void attn_vk_query(VkPhysicalDevice phys, attn_vk_caps *c)
     vkGetPhysicalDeviceFeatures2(phys, &f2);
     c->features = f2.features;
     vkGetPhysicalDeviceMemoryProperties(phys, &c->mem);
+    VkFormatProperties fp;
+    vkGetPhysicalDeviceFormatProperties(phys, VK_FORMAT_R32G32B32A32_UINT, &fp);
+    c->texel_words = (fp.bufferFeatures & VK_FORMAT_FEATURE_UNIFORM_TEXEL_BUFFER_BIT) != 0;
 }
 
 static int attn_vk_env_flag(const char *name)
@@ -413,6 +417,8 @@ static attn_status attn_vk_make_buffer(attn_vk_device *d, uint64_t bytes, int ho
 
 static void attn_vk_destroy_buffer(attn_vk_device *d, attn_vk_buffer *b)
 {
+    if (b->view)
+        vkDestroyBufferView(d->device, b->view, NULL);
     if (b->memory) { /* only the library's own: a wrapped buffer has no memory here */
         vkDestroyBuffer(d->device, b->buffer, NULL);
         vkFreeMemory(d->device, b->memory, NULL); /* unmaps */
@@ -601,14 +607,15 @@ static attn_status attn_vk_frame_make(attn_vk_device *d, attn_vk_frame *f)
     if ((r = vkAllocateCommandBuffers(d->device, &ai, &f->cmd)) != VK_SUCCESS)
         return attn_vk_fail(d, r, "vkAllocateCommandBuffers", "making a command batch");
     /* Every set of a batch may be windowed: 8 slots x 4 windows + the params block. */
-    VkDescriptorPoolSize sizes[2] = {
+    VkDescriptorPoolSize sizes[3] = {
         {VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, ATTN_VK_BATCH * ATTN_VK_PARAMS_BINDING},
         {VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER, ATTN_VK_BATCH},
+        {VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER, ATTN_VK_BATCH * ATTN__MAX_LAUNCH_BUFFERS},
     };
     VkDescriptorPoolCreateInfo dpi = {
         .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO,
         .maxSets = ATTN_VK_BATCH,
-        .poolSizeCount = 2,
+        .poolSizeCount = 3,
         .pPoolSizes = sizes,
     };
     if ((r = vkCreateDescriptorPool(d->device, &dpi, NULL, &f->desc_pool)) != VK_SUCCESS)
@@ -791,7 +798,11 @@ static attn_status attn_vk_setup(attn_vk_device *d)
     VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     if ((r = vkCreatePipelineCache(d->device, &ci, NULL, &d->pipeline_cache)) != VK_SUCCESS)
         return attn_vk_fail(d, r, "vkCreatePipelineCache", "opening the device");
-    return attn_vk_make_buffer(d, 256, 0, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT, &d->dummy);
+    st = attn_vk_make_buffer(
+        d, 256 + 32, 0, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT,
+        &d->dummy);
+    d->dummy.texel = 1;
+    return st;
 }
 
 /* Fills the capability fields from what the device offers and what is enabled. */
@@ -806,6 +817,13 @@ static void attn_vk_set_caps(attn_vk_device *d, const attn_vk_caps *c, int int64
                        !attn_vk_env_flag("ATTN_VK_NO_SUBGROUP");
     d->max_range = c->props.limits.maxStorageBufferRange;
     d->win_shift = attn_vk_log2_floor(d->max_range);
+    /* On a CPU (llvmpipe) a storage-buffer load is a loop over the lanes with a scalar load
+     * and a bounds check per component, and a texel fetch is one 16-byte load per lane
+     * (measured: 4-5x the bytes per second); on a GPU both are plain loads. A view must
+     * reach as far as one binding does, so the texel variant needs no windows. */
+    d->texel = c->props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU && c->texel_words &&
+               (uint64_t)c->props.limits.maxTexelBufferElements * 16 >= d->max_range &&
+               !attn_vk_env_flag("ATTN_VK_NO_TEXEL");
 }
 
 static attn_status attn_vk_open(attn_context *ctx, uint32_t index, void **out)
@@ -1012,9 +1030,9 @@ static void attn_vk_close(void *dev)
 
 /* ---- buffers ------------------------------------------------------------------------------ */
 
-static const VkBufferUsageFlags attn_vk_usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
-                                                VK_BUFFER_USAGE_TRANSFER_SRC_BIT |
-                                                VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+static const VkBufferUsageFlags attn_vk_usage =
+    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
+    VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
 
 static attn_status attn_vk_buffer_alloc(void *dev, uint64_t bytes, void **out)
 {
@@ -1023,11 +1041,23 @@ static attn_status attn_vk_buffer_alloc(void *dev, uint64_t bytes, void **out)
     attn_vk_buffer *b = calloc(1, sizeof *b);
     if (!b)
         return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
-    attn_status st = attn_vk_make_buffer(d, bytes, 0, attn_vk_usage, b);
+    /* llvmpipe specialises a shader to whether the buffer under a bound texel view has a
+     * power-of-two size in bytes, and to whether the view's width is one: buffers of both
+     * kinds compiled every kernel twice (7-14 s each at d=128). So a buffer read through
+     * texel views gets 1 or 2 texels more than asked for, its size is never a power of two,
+     * and its view can drop a texel to keep its width from being one (vk_kernel.c,
+     * attn_vk_texel_view). The core still counts the bytes it asked for. Not where that
+     * would take it past one binding: such a buffer is read as a storage buffer only. */
+    uint64_t padded = (bytes + 15) / 16 * 16 + 16;
+    if (!(padded & (padded - 1)))
+        padded += 16;
+    const int texel = padded <= d->max_range || (bytes + 15) / 16 * 16 > d->max_range;
+    attn_status st = attn_vk_make_buffer(d, texel ? padded : bytes, 0, attn_vk_usage, b);
     if (st != ATTN_OK) {
         free(b);
         return st;
     }
+    b->texel = texel;
     *out = b;
     return ATTN_OK;
 }

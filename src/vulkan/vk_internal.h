@@ -15,6 +15,10 @@
  * params uniform block is binding 8 * 4). */
 #define ATTN_VK_MAX_WIN 4
 #define ATTN_VK_PARAMS_BINDING (ATTN__MAX_LAUNCH_BUFFERS * ATTN_VK_MAX_WIN)
+/* Slot s read through a uniform texel buffer (R32G32B32A32_UINT view of the whole buffer;
+ * ATTN_WORDS_RO in attn_common.glsl, the texel variant of a kernel). */
+#define ATTN_VK_TEXEL_BINDING(s) (ATTN_VK_PARAMS_BINDING + 1 + (s))
+#define ATTN_VK_MAX_BINDING ATTN_VK_TEXEL_BINDING(ATTN__MAX_LAUNCH_BUFFERS - 1)
 
 /* Launches recorded into one command buffer before it is submitted; also the size of the
  * descriptor pool and of the params ring. A batch is submitted earlier when the core
@@ -26,6 +30,8 @@ typedef struct attn_vk_buffer {
     VkDeviceMemory memory; /* VK_NULL_HANDLE: the application's buffer (wrapped) */
     void *mapped;          /* persistently mapped host-coherent memory, or NULL */
     uint64_t size;
+    int texel;             /* made with VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT */
+    VkBufferView view;     /* its texel view, made at the first launch that needs it */
 } attn_vk_buffer;
 
 typedef struct attn_vk_device {
@@ -45,6 +51,7 @@ typedef struct attn_vk_device {
     int subgroup_vote;       /* subgroup vote operations in compute shaders */
     uint32_t win_shift;      /* log2 of the window size: largest power of 2 <= range */
     uint64_t max_range;      /* maxStorageBufferRange */
+    int texel;               /* kernels read words through texel buffers (a CPU device) */
 
     pthread_mutex_t lock;    /* guards everything below, and the queue */
     VkCommandPool cmd_pool;

@@ -15,19 +15,25 @@
 #include "core/jit_cache.h"
 #include "vulkan/vk_internal.h"
 
-/* One SPIR-V module of a kernel: plain (every buffer fits one binding) or windowed. */
+/* The variants of a kernel's module: plain (every buffer fits one binding), windowed
+ * (ATTN_VK_WINDOWED) and, on devices that read words faster through texel buffers (d->texel),
+ * texel (ATTN_VK_TEXEL: ATTN_WORDS_RO slots bound as views too). */
+enum { ATTN_VK_V_PLAIN, ATTN_VK_V_WINDOWED, ATTN_VK_V_TEXEL, ATTN_VK_V_COUNT };
+static const char *const attn_vk_variant_word[ATTN_VK_V_COUNT] = {"", " (windowed)", " (texel)"};
+
+/* One SPIR-V module of a kernel (one variant). */
 typedef struct attn_vk_module {
     VkShaderModule module;
     VkDescriptorSetLayout set_layout;
     VkPipelineLayout layout;
-    uint32_t bindings[ATTN_VK_PARAMS_BINDING + 1]; /* the shader's bindings, params included */
+    uint32_t bindings[ATTN_VK_MAX_BINDING + 1]; /* the shader's bindings, params included */
     uint32_t num_bindings;
     uint32_t local[3];         /* the shader's own work-group size (OpExecutionMode) */
 } attn_vk_module;
 
 /* A pipeline: module x work-group size (specialisation constants 0-2). */
 typedef struct attn_vk_pipeline {
-    int windowed;
+    int variant;
     uint32_t local[3];
     VkPipeline pipeline;
 } attn_vk_pipeline;
@@ -40,7 +46,7 @@ typedef struct attn_vk_kernel {
     char name[64];
     char *source;
     char *preamble;            /* the defines, without the backend's window settings */
-    attn_vk_module mod[2];     /* [0] plain, [1] windowed (module 0 until compiled) */
+    attn_vk_module mod[ATTN_VK_V_COUNT]; /* by variant (module 0 until compiled) */
     attn_vk_pipeline pipes[ATTN_VK_MAX_PIPELINES];
     uint32_t num_pipes;
 } attn_vk_kernel;
@@ -342,7 +348,7 @@ static void attn_vk_reflect(const uint32_t *w, size_t n, attn_vk_module *m)
         if (op == 16 /* OpExecutionMode */ && wc >= 6 && w[i + 2] == 17 /* LocalSize */)
             memcpy(m->local, &w[i + 3], sizeof m->local);
         if (op == 71 /* OpDecorate */ && wc >= 4 && w[i + 2] == 33 /* Binding */ &&
-            w[i + 3] <= ATTN_VK_PARAMS_BINDING && m->num_bindings <= ATTN_VK_PARAMS_BINDING) {
+            w[i + 3] <= ATTN_VK_MAX_BINDING && m->num_bindings <= ATTN_VK_MAX_BINDING) {
             uint32_t b = w[i + 3], j = m->num_bindings, seen = 0;
             for (uint32_t e = 0; e < j; ++e)
                 seen |= m->bindings[e] == b;
@@ -371,15 +377,16 @@ static void attn_vk_module_free(attn_vk_device *d, attn_vk_module *m)
 /* The SPIR-V of `k` (plain or windowed): from the disk cache, or from glslang and then
  * stored. A cached module is trusted once its file passed the checks (whole, checksum,
  * exactly this key, SPIR-V magic): it is then the very output glslang gave for this key. */
-static attn_status attn_vk_spirv(attn_vk_device *d, const attn_vk_kernel *k, int windowed,
+static attn_status attn_vk_spirv(attn_vk_device *d, const attn_vk_kernel *k, int variant,
                                  uint32_t **words, size_t *count)
 {
     char *preamble = attn_vk_appendf(strdup(k->preamble), "#define ATTN_VK_WINDOWED %d\n"
-                                     "#define ATTN_VK_WIN_SHIFT %u\n", windowed,
-                                     (unsigned)d->win_shift);
+                                     "#define ATTN_VK_WIN_SHIFT %u\n#define ATTN_VK_TEXEL %d\n",
+                                     variant == ATTN_VK_V_WINDOWED, (unsigned)d->win_shift,
+                                     variant == ATTN_VK_V_TEXEL);
     if (!preamble)
         return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: shader preamble");
-    const char *what = windowed ? " (windowed)" : "";
+    const char *what = attn_vk_variant_word[variant];
     char *key = attn_vk_spirv_key(d, k, preamble);
     void *data = NULL;
     size_t bytes = 0;
@@ -411,24 +418,30 @@ static attn_status attn_vk_spirv(attn_vk_device *d, const attn_vk_kernel *k, int
     return st;
 }
 
-static attn_status attn_vk_module_make(attn_vk_device *d, attn_vk_kernel *k, int windowed)
+/* The descriptor type of a binding (attn_common.glsl's numbering). */
+static VkDescriptorType attn_vk_binding_type(uint32_t b)
 {
-    attn_vk_module *m = &k->mod[windowed];
+    return b < ATTN_VK_PARAMS_BINDING    ? VK_DESCRIPTOR_TYPE_STORAGE_BUFFER
+           : b == ATTN_VK_PARAMS_BINDING ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER
+                                         : VK_DESCRIPTOR_TYPE_UNIFORM_TEXEL_BUFFER;
+}
+
+static attn_status attn_vk_module_make(attn_vk_device *d, attn_vk_kernel *k, int variant)
+{
+    attn_vk_module *m = &k->mod[variant];
     uint32_t *words = NULL;
     size_t count = 0;
-    attn_status st = attn_vk_spirv(d, k, windowed, &words, &count);
+    attn_status st = attn_vk_spirv(d, k, variant, &words, &count);
     if (st != ATTN_OK)
         return st;
     attn_vk_reflect(words, count, m);
     uint32_t storage = 0;
-    VkDescriptorSetLayoutBinding lb[ATTN_VK_PARAMS_BINDING + 1];
+    VkDescriptorSetLayoutBinding lb[ATTN_VK_MAX_BINDING + 1];
     for (uint32_t i = 0; i < m->num_bindings; ++i) {
-        int params = m->bindings[i] == ATTN_VK_PARAMS_BINDING;
-        storage += !params;
+        storage += m->bindings[i] < ATTN_VK_PARAMS_BINDING;
         lb[i] = (VkDescriptorSetLayoutBinding){
             .binding = m->bindings[i],
-            .descriptorType =
-                params ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = attn_vk_binding_type(m->bindings[i]),
             .descriptorCount = 1,
             .stageFlags = VK_SHADER_STAGE_COMPUTE_BIT,
         };
@@ -438,7 +451,7 @@ static attn_status attn_vk_module_make(attn_vk_device *d, attn_vk_kernel *k, int
         attn_vk_module_free(d, m);
         return attn__fail(d->ctx, ATTN_ERROR_UNSUPPORTED,
                           "Vulkan: %s%s needs %u storage buffers; the device binds %u per stage",
-                          k->name, windowed ? " (windowed for large tensors)" : "",
+                          k->name, variant == ATTN_VK_V_WINDOWED ? " (windowed for large tensors)" : "",
                           (unsigned)storage,
                           (unsigned)d->props.limits.maxPerStageDescriptorStorageBuffers);
     }
@@ -471,12 +484,12 @@ static attn_status attn_vk_module_make(attn_vk_device *d, attn_vk_kernel *k, int
     return ATTN_OK;
 }
 
-/* The pipeline of `k` for (windowed, local), created on first use. */
-static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, int windowed,
+/* The pipeline of `k` for (variant, local), created on first use. */
+static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, int variant,
                                         const uint32_t local[3], VkPipeline *out)
 {
     for (uint32_t i = 0; i < k->num_pipes; ++i)
-        if (k->pipes[i].windowed == windowed && !memcmp(k->pipes[i].local, local, 3 * sizeof *local)) {
+        if (k->pipes[i].variant == variant && !memcmp(k->pipes[i].local, local, 3 * sizeof *local)) {
             *out = k->pipes[i].pipeline;
             return ATTN_OK;
         }
@@ -484,8 +497,8 @@ static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, in
         return attn__fail(d->ctx, ATTN_ERROR_UNSUPPORTED,
                           "Vulkan: %s launched with more than %d work-group shapes", k->name,
                           ATTN_VK_MAX_PIPELINES);
-    if (!k->mod[windowed].module) {
-        attn_status st = attn_vk_module_make(d, k, windowed);
+    if (!k->mod[variant].module) {
+        attn_status st = attn_vk_module_make(d, k, variant);
         if (st != ATTN_OK)
             return st;
     }
@@ -499,18 +512,18 @@ static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, in
         .stage = {
             .sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO,
             .stage = VK_SHADER_STAGE_COMPUTE_BIT,
-            .module = k->mod[windowed].module,
+            .module = k->mod[variant].module,
             .pName = "main",
             .pSpecializationInfo = &spec,
         },
-        .layout = k->mod[windowed].layout,
+        .layout = k->mod[variant].layout,
     };
     attn_vk_pipeline_cache_load(d);
     VkPipeline pipe = VK_NULL_HANDLE;
     const double t0 = attn_vk_now_ms();
     VkResult r = vkCreateComputePipelines(d->device, d->pipeline_cache, 1, &ci, NULL, &pipe);
     attn__log(d->ctx, ATTN_LOG_DEBUG, "Vulkan: %s%s pipeline (local %ux%ux%u): %.1f ms",
-              k->name, windowed ? " (windowed)" : "", local[0], local[1], local[2],
+              k->name, attn_vk_variant_word[variant], local[0], local[1], local[2],
               attn_vk_now_ms() - t0);
     if (r != VK_SUCCESS) {
         char what[96];
@@ -520,7 +533,7 @@ static attn_status attn_vk_pipeline_get(attn_vk_device *d, attn_vk_kernel *k, in
     }
     attn_vk_pipeline_cache_store(d);
     attn_vk_pipeline *p = &k->pipes[k->num_pipes++];
-    p->windowed = windowed;
+    p->variant = variant;
     memcpy(p->local, local, sizeof p->local);
     p->pipeline = pipe;
     *out = pipe;
@@ -558,9 +571,10 @@ attn_status attn_vk_compile(void *dev, const char *source, const attn__define *d
      * at plan creation: launches with that size then compile nothing. */
     pthread_mutex_lock(&d->lock);
     VkPipeline pipe;
-    attn_status st = attn_vk_module_make(d, k, 0);
+    const int v = d->texel ? ATTN_VK_V_TEXEL : ATTN_VK_V_PLAIN;
+    attn_status st = attn_vk_module_make(d, k, v);
     if (st == ATTN_OK)
-        st = attn_vk_pipeline_get(d, k, 0, k->mod[0].local, &pipe);
+        st = attn_vk_pipeline_get(d, k, v, k->mod[v].local, &pipe);
     pthread_mutex_unlock(&d->lock);
     if (st != ATTN_OK) {
         attn_vk_kernel_free(dev, k);
@@ -578,14 +592,45 @@ void attn_vk_kernel_free(void *dev, void *kernel)
         return;
     for (uint32_t i = 0; i < k->num_pipes; ++i)
         vkDestroyPipeline(d->device, k->pipes[i].pipeline, NULL);
-    attn_vk_module_free(d, &k->mod[0]);
-    attn_vk_module_free(d, &k->mod[1]);
+    for (int v = 0; v < ATTN_VK_V_COUNT; ++v)
+        attn_vk_module_free(d, &k->mod[v]);
     free(k->source);
     free(k->preamble);
     free(k);
 }
 
 /* ---- launches ------------------------------------------------------------------------------ */
+
+/* The buffer's texel view (R32G32B32A32_UINT, as far as maxTexelBufferElements reaches,
+ * which d->texel ensures is at least one binding), made once (device lock held). Its texel
+ * count is never a power of two (llvmpipe would compile a kernel again for each kind; see
+ * attn_vk_buffer_alloc, which adds at least one texel, so one less still covers what the
+ * kernels read). */
+static attn_status attn_vk_texel_view(attn_vk_device *d, attn_vk_buffer *b, VkBufferView *out)
+{
+    if (!b->view) {
+        uint64_t n = b->size / 16;
+        const uint64_t cap = d->props.limits.maxTexelBufferElements;
+        if (n > cap)
+            n = cap;
+        if (n > 2 && !(n & (n - 1)))
+            --n;
+        VkBufferViewCreateInfo vi = {
+            .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
+            .buffer = b->buffer,
+            .format = VK_FORMAT_R32G32B32A32_UINT,
+            .offset = 0,
+            .range = n * 16,
+        };
+        VkResult r = vkCreateBufferView(d->device, &vi, NULL, &b->view);
+        if (r != VK_SUCCESS) {
+            b->view = VK_NULL_HANDLE;
+            return attn_vk_fail(d, r, "vkCreateBufferView", "a texel view of a buffer");
+        }
+    }
+    *out = b->view;
+    return ATTN_OK;
+}
 
 attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
 {
@@ -643,14 +688,28 @@ attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
     }
 
     pthread_mutex_lock(&d->lock);
+    /* The texel variant where the device prefers it, unless a buffer its texel slots read
+     * cannot have a view (an application's buffer, made without the texel usage). */
+    int variant = windowed ? ATTN_VK_V_WINDOWED : d->texel ? ATTN_VK_V_TEXEL : ATTN_VK_V_PLAIN;
+    attn_status st = ATTN_OK;
+    if (variant == ATTN_VK_V_TEXEL && !k->mod[variant].module)
+        st = attn_vk_module_make(d, k, variant);
+    for (uint32_t i = 0; st == ATTN_OK && variant == ATTN_VK_V_TEXEL && i < k->mod[variant].num_bindings; ++i) {
+        const uint32_t bnd = k->mod[variant].bindings[i];
+        const uint32_t s = bnd - ATTN_VK_TEXEL_BINDING(0);
+        const attn_vk_buffer *b = bnd > ATTN_VK_PARAMS_BINDING && s < l->num_buffers ? l->buffers[s] : NULL;
+        if (b && !b->texel)
+            variant = ATTN_VK_V_PLAIN;
+    }
     VkPipeline pipe = VK_NULL_HANDLE;
-    attn_status st = attn_vk_pipeline_get(d, k, windowed, local, &pipe);
+    if (st == ATTN_OK)
+        st = attn_vk_pipeline_get(d, k, variant, local, &pipe);
     if (st == ATTN_OK && (d->dispatched >= ATTN_VK_BATCH || d->params_used >= ATTN_VK_BATCH))
         st = attn_vk_flush(d);
     if (st == ATTN_OK)
         st = attn_vk_begin(d);
     VkDescriptorSet set = VK_NULL_HANDLE;
-    const attn_vk_module *m = &k->mod[windowed];
+    const attn_vk_module *m = &k->mod[variant];
     if (st == ATTN_OK) {
         VkDescriptorSetAllocateInfo ai = {
             .sType = VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO,
@@ -671,12 +730,19 @@ attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
     VkDeviceSize poff = (VkDeviceSize)slot * d->params_stride;
     if (l->params_size)
         memcpy((char *)d->params.mapped + poff, l->params, l->params_size);
-    VkDescriptorBufferInfo infos[ATTN_VK_PARAMS_BINDING + 1];
-    VkWriteDescriptorSet writes[ATTN_VK_PARAMS_BINDING + 1];
+    VkDescriptorBufferInfo infos[ATTN_VK_MAX_BINDING + 1];
+    VkBufferView views[ATTN_VK_MAX_BINDING + 1];
+    VkWriteDescriptorSet writes[ATTN_VK_MAX_BINDING + 1];
     for (uint32_t i = 0; i < m->num_bindings; ++i) {
         uint32_t bnd = m->bindings[i];
         VkDescriptorBufferInfo *bi = &infos[i];
-        if (bnd == ATTN_VK_PARAMS_BINDING) {
+        views[i] = VK_NULL_HANDLE;
+        if (bnd > ATTN_VK_PARAMS_BINDING) {
+            const uint32_t s = bnd - ATTN_VK_TEXEL_BINDING(0);
+            attn_vk_buffer *b = s < l->num_buffers && l->buffers[s] ? l->buffers[s] : &d->dummy;
+            if (st == ATTN_OK)
+                st = attn_vk_texel_view(d, b, &views[i]);
+        } else if (bnd == ATTN_VK_PARAMS_BINDING) {
             *bi = (VkDescriptorBufferInfo){d->params.buffer, poff,
                                            l->params_size ? l->params_size : 16};
         } else {
@@ -698,10 +764,15 @@ attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
             .dstSet = set,
             .dstBinding = bnd,
             .descriptorCount = 1,
-            .descriptorType = bnd == ATTN_VK_PARAMS_BINDING ? VK_DESCRIPTOR_TYPE_UNIFORM_BUFFER
-                                                            : VK_DESCRIPTOR_TYPE_STORAGE_BUFFER,
+            .descriptorType = attn_vk_binding_type(bnd),
             .pBufferInfo = bi,
+            .pTexelBufferView = &views[i],
         };
+    }
+    if (st != ATTN_OK) {
+        /* The set goes back with the batch's pool; the params slot stays used. */
+        pthread_mutex_unlock(&d->lock);
+        return st;
     }
     vkUpdateDescriptorSets(d->device, m->num_bindings, writes, 0, NULL);
 
