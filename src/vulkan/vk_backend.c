@@ -1041,11 +1041,12 @@ static attn_status attn_vk_buffer_alloc(void *dev, uint64_t bytes, void **out)
     attn_vk_buffer *b = calloc(1, sizeof *b);
     if (!b)
         return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
-    /* llvmpipe specialises a shader to whether the buffer under a bound texel view has a
-     * power-of-two size in bytes, and to whether the view's width is one: buffers of both
-     * kinds compiled every kernel twice (7-14 s each at d=128). So a buffer read through
-     * texel views gets 1 or 2 texels more than asked for, its size is never a power of two,
-     * and its view can drop a texel to keep its width from being one (vk_kernel.c,
+    /* llvmpipe keys a compiled shader on whether each bound texture is a power of two
+     * wide (its sampler static state), texel buffers included, so buffers of both kinds
+     * compile a kernel twice: decode at kv 4096 after kv 4000 compiled again (0.59 s for
+     * the run) with exact sizes, not with these (0.18 s). So a buffer read through texel
+     * views gets 1 or 2 texels more than asked for, its size is never a power of two, and
+     * its view can drop a texel so that its width is not one either (vk_kernel.c,
      * attn_vk_texel_view). The core still counts the bytes it asked for. Not where that
      * would take it past one binding: such a buffer is read as a storage buffer only. */
     uint64_t padded = (bytes + 15) / 16 * 16 + 16;
