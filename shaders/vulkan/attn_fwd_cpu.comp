@@ -115,7 +115,7 @@ ATTN_STORE_RO(0, q)
     }
 #if ATTN_VK_INT64 && KD_PAD % 8 == 0 && UNROLL_D != 0 && !ATTN_VK_WINDOWED
 #define KWK 2
-ATTN_BUF_RO(1, u64vec4, u64vec4, 5, kr)
+ATTN_WORDS_RO(1, kr)
 #define ATTN_K_LD ATTN_LD_W2
 #else
 #define KWK 1
@@ -132,7 +132,7 @@ ATTN_BUF_RO(1, vec4, vec4, 4, kr)
 #endif
 #if ATTN_VK_INT64 && VD_PAD % 8 == 0 && UNROLL_D != 0 && !ATTN_VK_WINDOWED
 #define KWV 2
-ATTN_BUF_RO(2, u64vec4, u64vec4, 5, vp)
+ATTN_WORDS_RO(2, vp)
 #define ATTN_V_LD ATTN_LD_W2
 #else
 #define KWV 1

@@ -1041,16 +1041,18 @@ static attn_status attn_vk_buffer_alloc(void *dev, uint64_t bytes, void **out)
     attn_vk_buffer *b = calloc(1, sizeof *b);
     if (!b)
         return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
-    /* llvmpipe keys a compiled shader on whether each bound texture is a power of two
-     * wide (its sampler static state), texel buffers included, so buffers of both kinds
-     * compile a kernel twice: decode at kv 4096 after kv 4000 compiled again (0.59 s for
-     * the run) with exact sizes, not with these (0.18 s). So a buffer read through texel
-     * views gets 1 or 2 texels more than asked for, its size is never a power of two, and
-     * its view can drop a texel so that its width is not one either (vk_kernel.c,
-     * attn_vk_texel_view). The core still counts the bytes it asked for. Not where that
-     * would take it past one binding: such a buffer is read as a storage buffer only. */
+    /* llvmpipe keys a compiled shader on the static state of each bound texture
+     * (lp_sampler_static_texture_state, Mesa 22.3), texel buffers included: whether the
+     * buffer's size in bytes is a power of two, and "level_zero_only", which for a buffer
+     * view reads bits 8-15 of its size in bytes (a union with the mip levels). Buffers that
+     * differ in either compiled a kernel again: 5-14 s at d=128, doubling the test
+     * matrix's llvmpipe time. So a buffer read through texel views gets 16 to 272 bytes
+     * more than asked for, up to a size that is not a power of two and has a bit of 8-15
+     * set, and its view covers all of it (vk_kernel.c, attn_vk_texel_view). The core still
+     * counts the bytes it asked for. Not where that would take it past one binding: such a
+     * buffer is read as a storage buffer only. */
     uint64_t padded = (bytes + 15) / 16 * 16 + 16;
-    if (!(padded & (padded - 1)))
+    while (!(padded & (padded - 1)) || !((padded >> 8) & 0xff))
         padded += 16;
     const int texel = padded <= d->max_range || (bytes + 15) / 16 * 16 > d->max_range;
     attn_status st = attn_vk_make_buffer(d, texel ? padded : bytes, 0, attn_vk_usage, b);

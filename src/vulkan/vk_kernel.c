@@ -602,10 +602,9 @@ void attn_vk_kernel_free(void *dev, void *kernel)
 /* ---- launches ------------------------------------------------------------------------------ */
 
 /* The buffer's texel view (R32G32B32A32_UINT, as far as maxTexelBufferElements reaches,
- * which d->texel ensures is at least one binding), made once (device lock held). Its texel
- * count is never a power of two (llvmpipe would compile a kernel again for each kind; see
- * attn_vk_buffer_alloc, which adds at least one texel, so one less still covers what the
- * kernels read). */
+ * which d->texel ensures is at least one binding), made once (device lock held). It covers
+ * the whole buffer, whose size attn_vk_buffer_alloc chose so that llvmpipe sees the same
+ * static state for every view. */
 static attn_status attn_vk_texel_view(attn_vk_device *d, attn_vk_buffer *b, VkBufferView *out)
 {
     if (!b->view) {
@@ -613,8 +612,6 @@ static attn_status attn_vk_texel_view(attn_vk_device *d, attn_vk_buffer *b, VkBu
         const uint64_t cap = d->props.limits.maxTexelBufferElements;
         if (n > cap)
             n = cap;
-        if (n > 2 && !(n & (n - 1)))
-            --n;
         VkBufferViewCreateInfo vi = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
             .buffer = b->buffer,
