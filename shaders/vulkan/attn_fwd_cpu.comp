@@ -105,13 +105,13 @@ ATTN_STORE_RO(0, q)
  * tokens, d=64, interleaved runs: 214 against 270 ms). With every loop rolled (Q and O in
  * per-lane memory) the words were slower (d=128: 146-181 against 122 ms). KWK, KWV:
  * vec4s per K / V word (2 or 1); ATTN_LD_W<n>: word c of a packed row (at word `row`) as
- * vec4s dst[0 .. n - 1]. */
-#define ATTN_LD_W1(dst, name, row, c) dst[0] = name##_ld((row) + IDX(c));
-#define ATTN_LD_W2(dst, name, row, c)                                                        \
+ * vec4s dst[at .. at + n - 1]. */
+#define ATTN_LD_W1(dst, at, name, row, c) dst[at] = name##_ld((row) + IDX(c));
+#define ATTN_LD_W2(dst, at, name, row, c)                                                    \
     {                                                                                        \
         const u64vec4 w_ = name##_ld((row) + IDX(c));                                        \
-        dst[0] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                     \
-        dst[1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));                     \
+        dst[at] = uintBitsToFloat(uvec4(unpack32(w_.x), unpack32(w_.y)));                    \
+        dst[(at) + 1] = uintBitsToFloat(uvec4(unpack32(w_.z), unpack32(w_.w)));              \
     }
 #if ATTN_VK_INT64 && KD_PAD % 8 == 0 && UNROLL_D != 0 && !ATTN_VK_WINDOWED
 #define KWK 2
@@ -278,12 +278,8 @@ void main()
                 row[k] = krb + IDX(min(j0 + lane + k * SG, jlast)) * krs;
             ATTN_D_LOOP for (int cw = 0; cw < NK4 / KWK; ++cw) {
                 vec4 kw[KPL * KWK];
-                [[unroll]] for (int k = 0; k < KPL; ++k) {
-                    vec4 w[KWK];
-                    ATTN_K_LD(w, kr, row[k], cw)
-                    [[unroll]] for (int u = 0; u < KWK; ++u)
-                        kw[k * KWK + u] = w[u];
-                }
+                [[unroll]] for (int k = 0; k < KPL; ++k)
+                    ATTN_K_LD(kw, k * KWK, kr, row[k], cw)
 #if QW
                 vec4 qv[ROWS * 2];
                 [[unroll]] for (int r = 0; r < ROWS; ++r) {
@@ -396,12 +392,10 @@ void main()
             }
             ATTN_DV_LOOP for (int cw = 0; cw < NV4 / KWV; ++cw) {
                 vec4 vw[KPL * KWV];
-                [[unroll]] for (int k = 0; k < KPL; ++k) {
-                    vec4 w[KWV];
-                    ATTN_V_LD(w, vp, row[k], cw) /* in range: a select, not a branch */
-                    [[unroll]] for (int u = 0; u < KWV; ++u)
-                        vw[k * KWV + u] = mine[k] ? w[u] : vec4(0.0);
-                }
+                [[unroll]] for (int k = 0; k < KPL; ++k)
+                    ATTN_V_LD(vw, k * KWV, vp, row[k], cw) /* in range */
+                [[unroll]] for (int e = 0; e < KPL * KWV; ++e) /* a select, not a branch */
+                    vw[e] = mine[e / KWV] ? vw[e] : vec4(0.0);
                 [[unroll]] for (int u = 0; u < KWV; ++u) {
                     const int c = cw * KWV + u;
                     vec4 acc[ROWS];
