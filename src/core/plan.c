@@ -24,13 +24,16 @@ static uint32_t spec_defines(const attn__kspec *s, attn__define *out)
 
 static uint64_t round_up(uint64_t x, uint64_t m) { return (x + m - 1) / m * m; }
 
+uint64_t attn__plan_key_block(const attn_plan *plan)
+{
+    const uint64_t bn = plan->info.block_n ? plan->info.block_n : 1;
+    return plan->spec.keys_per_lane > 1 ? bn * (uint64_t)plan->spec.keys_per_lane : bn;
+}
+
 uint64_t attn__plan_kv_ld(const attn_plan *plan, uint64_t keys)
 {
-    uint64_t kb = CPU_KEY_VEC;
-    if (plan->ctx->ops->lang == ATTN__LANG_GLSL &&
-        (uint64_t)plan->spec.block_n * (uint64_t)plan->spec.keys_per_lane > kb)
-        kb = (uint64_t)plan->spec.block_n * (uint64_t)plan->spec.keys_per_lane;
-    return round_up(keys, kb);
+    const uint64_t kb = attn__plan_key_block(plan);
+    return round_up(keys, kb > CPU_KEY_VEC ? kb : CPU_KEY_VEC);
 }
 
 /* The planner: family from the device class (or forced), tiles from its limits. */

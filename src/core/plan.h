@@ -111,6 +111,10 @@ attn_status attn__probs_run(attn_plan *plan, const attn__kparams *main_kp, void 
  * packed copies and no packing launch (attn_fwd_cpu.comp, kv_direct). */
 int attn__plan_kv_direct(const attn_plan *plan, const attn__kparams *kp);
 
+/* Keys per iteration of a prefill kernel's key loop: block_n, times keys_per_lane in the
+ * Vulkan CPU-class kernel (attn_fwd_cpu.comp, KB). */
+uint64_t attn__plan_key_block(const attn_plan *plan);
+
 /* Rows per (batch, kv head) of the CPU family's packed K/V copies for `keys` keys: whole
  * 16-key tiles, and whole key blocks of the Vulkan kernel (block_n x keys_per_lane),
  * which reads every key of its last block. */

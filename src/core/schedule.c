@@ -135,9 +135,7 @@ static uint64_t keys_cap_loops(const attn_plan *plan)
     if (!q.max_loop_iterations)
         return UINT64_MAX;
     const uint64_t runs = plan->spec.sparse ? 2 : 0;
-    uint64_t bn = plan->info.block_n ? plan->info.block_n : 1;
-    if (plan->info.family == ATTN_FAMILY_CPU && plan->spec.keys_per_lane > 1)
-        bn *= (uint64_t)plan->spec.keys_per_lane;
+    const uint64_t bn = attn__plan_key_block(plan);
     uint64_t per_block;
     if (plan->info.family == ATTN_FAMILY_CPU) {
         /* The windowed variant keeps its head-dim loops whatever UNROLL_D says
