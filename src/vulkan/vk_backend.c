@@ -347,6 +347,31 @@ static int attn_vk_memory_type(const attn_vk_device *d, uint32_t bits, VkMemoryP
     return found;
 }
 
+/* What the library's buffers may be bound as: storage buffers, and on devices that read
+ * through texel views (d->texel) their R32G32B32A32_UINT views. */
+static const VkBufferUsageFlags attn_vk_usage =
+    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
+    VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
+
+/* The size of a buffer of `bytes` that is read through texel views (d->texel; else just
+ * `bytes`). llvmpipe keys a compiled shader on the static state of each bound texture
+ * (lp_sampler_static_texture_state, Mesa 22.3), texel buffers included: whether the
+ * buffer's size in bytes is a power of two, and "level_zero_only", which for a buffer view
+ * reads bits 8-15 of its size in bytes (a union with the mip levels). Buffers that differed
+ * in either compiled a kernel again: 5-14 s at d=128, doubling the test matrix's llvmpipe
+ * time. So such a buffer gets 16 to 272 bytes more, up to a size that is not a power of
+ * two and has a bit of 8-15 set, and its view covers all of it (vk_kernel.c,
+ * attn_vk_texel_view). */
+static uint64_t attn_vk_texel_bytes(const attn_vk_device *d, uint64_t bytes)
+{
+    if (!d->texel)
+        return bytes;
+    uint64_t padded = (bytes + 15) / 16 * 16 + 16;
+    while (!(padded & (padded - 1)) || !((padded >> 8) & 0xff))
+        padded += 16;
+    return padded;
+}
+
 /* A buffer with its own memory. host: host-visible and coherent (params; host == 2:
  * staging, which prefers memory that is not device-local, so that on a discrete GPU it is
  * system memory and takes nothing from the device's budget) — otherwise device-local,
@@ -798,10 +823,8 @@ static attn_status attn_vk_setup(attn_vk_device *d)
     VkPipelineCacheCreateInfo ci = {.sType = VK_STRUCTURE_TYPE_PIPELINE_CACHE_CREATE_INFO};
     if ((r = vkCreatePipelineCache(d->device, &ci, NULL, &d->pipeline_cache)) != VK_SUCCESS)
         return attn_vk_fail(d, r, "vkCreatePipelineCache", "opening the device");
-    st = attn_vk_make_buffer(
-        d, 256 + 32, 0, VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT,
-        &d->dummy);
-    d->dummy.texel = 1;
+    st = attn_vk_make_buffer(d, attn_vk_texel_bytes(d, 256), 0, attn_vk_usage, &d->dummy);
+    d->dummy.texel = d->texel;
     return st;
 }
 
@@ -1030,10 +1053,6 @@ static void attn_vk_close(void *dev)
 
 /* ---- buffers ------------------------------------------------------------------------------ */
 
-static const VkBufferUsageFlags attn_vk_usage =
-    VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_UNIFORM_TEXEL_BUFFER_BIT |
-    VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-
 static attn_status attn_vk_buffer_alloc(void *dev, uint64_t bytes, void **out)
 {
     attn_vk_device *d = dev;
@@ -1041,20 +1060,11 @@ static attn_status attn_vk_buffer_alloc(void *dev, uint64_t bytes, void **out)
     attn_vk_buffer *b = calloc(1, sizeof *b);
     if (!b)
         return attn__fail(d->ctx, ATTN_ERROR_OUT_OF_HOST_MEMORY, "Vulkan: out of host memory");
-    /* llvmpipe keys a compiled shader on the static state of each bound texture
-     * (lp_sampler_static_texture_state, Mesa 22.3), texel buffers included: whether the
-     * buffer's size in bytes is a power of two, and "level_zero_only", which for a buffer
-     * view reads bits 8-15 of its size in bytes (a union with the mip levels). Buffers that
-     * differ in either compiled a kernel again: 5-14 s at d=128, doubling the test
-     * matrix's llvmpipe time. So a buffer read through texel views gets 16 to 272 bytes
-     * more than asked for, up to a size that is not a power of two and has a bit of 8-15
-     * set, and its view covers all of it (vk_kernel.c, attn_vk_texel_view). The core still
-     * counts the bytes it asked for. Not where that would take it past one binding: such a
-     * buffer is read as a storage buffer only. */
-    uint64_t padded = (bytes + 15) / 16 * 16 + 16;
-    while (!(padded & (padded - 1)) || !((padded >> 8) & 0xff))
-        padded += 16;
-    const int texel = padded <= d->max_range || (bytes + 15) / 16 * 16 > d->max_range;
+    /* Read through texel views where they are used and the padded size still fits one
+     * binding (a larger buffer is bound in windows, through storage buffers only). The
+     * core still counts the bytes it asked for. */
+    const uint64_t padded = attn_vk_texel_bytes(d, bytes);
+    const int texel = d->texel && padded <= d->max_range;
     attn_status st = attn_vk_make_buffer(d, texel ? padded : bytes, 0, attn_vk_usage, b);
     if (st != ATTN_OK) {
         free(b);

@@ -16,7 +16,8 @@
 #define ATTN_VK_MAX_WIN 4
 #define ATTN_VK_PARAMS_BINDING (ATTN__MAX_LAUNCH_BUFFERS * ATTN_VK_MAX_WIN)
 /* Slot s read through a uniform texel buffer (R32G32B32A32_UINT view of the whole buffer;
- * ATTN_WORDS_RO in attn_common.glsl, the texel variant of a kernel). */
+ * ATTN_WORDS_RO in attn_common.glsl, the texel variant of a kernel); must match
+ * ATTN_TEXEL_BINDING there. */
 #define ATTN_VK_TEXEL_BINDING(s) (ATTN_VK_PARAMS_BINDING + 1 + (s))
 #define ATTN_VK_MAX_BINDING ATTN_VK_TEXEL_BINDING(ATTN__MAX_LAUNCH_BUFFERS - 1)
 

@@ -601,23 +601,18 @@ void attn_vk_kernel_free(void *dev, void *kernel)
 
 /* ---- launches ------------------------------------------------------------------------------ */
 
-/* The buffer's texel view (R32G32B32A32_UINT, as far as maxTexelBufferElements reaches,
- * which d->texel ensures is at least one binding), made once (device lock held). It covers
- * the whole buffer, whose size attn_vk_buffer_alloc chose so that llvmpipe sees the same
- * static state for every view. */
+/* The texel view of a buffer with b->texel, made once (device lock held): R32G32B32A32_UINT
+ * over the whole buffer, whose size vk_backend.c chose (attn_vk_texel_bytes) at most one
+ * binding, which maxTexelBufferElements covers (d->texel). */
 static attn_status attn_vk_texel_view(attn_vk_device *d, attn_vk_buffer *b, VkBufferView *out)
 {
     if (!b->view) {
-        uint64_t n = b->size / 16;
-        const uint64_t cap = d->props.limits.maxTexelBufferElements;
-        if (n > cap)
-            n = cap;
         VkBufferViewCreateInfo vi = {
             .sType = VK_STRUCTURE_TYPE_BUFFER_VIEW_CREATE_INFO,
             .buffer = b->buffer,
             .format = VK_FORMAT_R32G32B32A32_UINT,
             .offset = 0,
-            .range = n * 16,
+            .range = VK_WHOLE_SIZE,
         };
         VkResult r = vkCreateBufferView(d->device, &vi, NULL, &b->view);
         if (r != VK_SUCCESS) {
@@ -627,6 +622,15 @@ static attn_status attn_vk_texel_view(attn_vk_device *d, attn_vk_buffer *b, VkBu
     }
     *out = b->view;
     return ATTN_OK;
+}
+
+/* The launch's buffer for the kernel's binding `bnd` (a storage window or a texel view of
+ * a slot), or NULL where the launch passes none. */
+static attn_vk_buffer *attn_vk_slot_buffer(const attn__launch *l, uint32_t bnd)
+{
+    const uint32_t s = bnd > ATTN_VK_PARAMS_BINDING ? bnd - ATTN_VK_TEXEL_BINDING(0)
+                                                    : bnd / ATTN_VK_MAX_WIN;
+    return s < l->num_buffers ? l->buffers[s] : NULL;
 }
 
 attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
@@ -693,8 +697,7 @@ attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
         st = attn_vk_module_make(d, k, variant);
     for (uint32_t i = 0; st == ATTN_OK && variant == ATTN_VK_V_TEXEL && i < k->mod[variant].num_bindings; ++i) {
         const uint32_t bnd = k->mod[variant].bindings[i];
-        const uint32_t s = bnd - ATTN_VK_TEXEL_BINDING(0);
-        const attn_vk_buffer *b = bnd > ATTN_VK_PARAMS_BINDING && s < l->num_buffers ? l->buffers[s] : NULL;
+        const attn_vk_buffer *b = bnd > ATTN_VK_PARAMS_BINDING ? attn_vk_slot_buffer(l, bnd) : NULL;
         if (b && !b->texel)
             variant = ATTN_VK_V_PLAIN;
     }
@@ -735,16 +738,17 @@ attn_status attn_vk_launch(void *dev, void *kernel, const attn__launch *l)
         VkDescriptorBufferInfo *bi = &infos[i];
         views[i] = VK_NULL_HANDLE;
         if (bnd > ATTN_VK_PARAMS_BINDING) {
-            const uint32_t s = bnd - ATTN_VK_TEXEL_BINDING(0);
-            attn_vk_buffer *b = s < l->num_buffers && l->buffers[s] ? l->buffers[s] : &d->dummy;
+            attn_vk_buffer *b = attn_vk_slot_buffer(l, bnd);
+            if (!b)
+                b = &d->dummy;
             if (st == ATTN_OK)
                 st = attn_vk_texel_view(d, b, &views[i]);
         } else if (bnd == ATTN_VK_PARAMS_BINDING) {
             *bi = (VkDescriptorBufferInfo){d->params.buffer, poff,
                                            l->params_size ? l->params_size : 16};
         } else {
-            uint32_t s = bnd / ATTN_VK_MAX_WIN, w = bnd % ATTN_VK_MAX_WIN;
-            const attn_vk_buffer *b = s < l->num_buffers ? l->buffers[s] : NULL;
+            const uint32_t w = bnd % ATTN_VK_MAX_WIN;
+            const attn_vk_buffer *b = attn_vk_slot_buffer(l, bnd);
             uint64_t off = windowed ? (uint64_t)w << d->win_shift : 0;
             if (!b || off >= b->size || (!windowed && w)) {
                 /* NULL buffer, or a window past the end: never read by the kernel. */
